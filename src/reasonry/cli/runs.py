@@ -1,0 +1,66 @@
+"""`reasonry runs`: list runs and show one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from reasonry.cli import app
+from reasonry.cli.common import console, stdout
+from reasonry.cli.options import Db, JsonOut
+from reasonry.store import Store
+
+runs_app = typer.Typer(help="List and inspect runs stored in the database.", invoke_without_command=True,
+                       no_args_is_help=False)
+app.add_typer(runs_app, name="runs")
+
+
+def _when(timestamp: float | None) -> str:
+    return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else ""
+
+
+@runs_app.callback()
+def runs_list(ctx: typer.Context, db: Db = "reasonry.db", limit: int = 30, as_json: JsonOut = False) -> None:
+    """List recent runs (newest first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    store = Store(db)
+    runs = store.list_runs(limit)
+    if as_json:
+        stdout.print_json(json.dumps(runs, ensure_ascii=False, default=str))
+        return
+    table = Table("id", "kind", "created", "status", "models", "rows", "generated", "cached", "failed", "source")
+    for run in runs:
+        s = run["summary"]
+        table.add_row(run["id"], run["kind"], _when(run["created_at"]), run["status"],
+                      ", ".join(m["label"] for m in run["models"]), str(s.get("rows", "")), str(s.get("generated", "")),
+                      str(s.get("cached", "")), str(s.get("failed", "")), run["source"] or "")
+    stdout.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run: Annotated[str, typer.Argument(help="Run id, a unique prefix, or 'last'.")],
+              db: Db = "reasonry.db", rows: int = 5, as_json: JsonOut = False) -> None:
+    """Show one run: its settings, summary and first rows."""
+    store = Store(db)
+    run_id = store.resolve_run(run)
+    data = store.get_run(run_id)
+    data["config"].pop("template_source", None)
+    sample = []
+    for record in store.run_records(run_id):
+        if len(sample) >= rows:
+            break
+        sample.append({k: record[k] for k in ("row_id", "model", "question", "reasoning", "response", "error")})
+    if as_json:
+        stdout.print_json(json.dumps({**data, "rows": sample}, ensure_ascii=False, default=str))
+        return
+    console.print(f"[bold]{run_id}[/] {data['kind']} {data['status']} created {_when(data['created_at'])}")
+    stdout.print_json(json.dumps({"config": data["config"], "summary": data["summary"]}, ensure_ascii=False))
+    table = Table("id", "model", "question", "reasoning", "response", "error")
+    for record in sample:
+        table.add_row(*(str(record[k] or "")[:200] for k in ("row_id", "model", "question", "reasoning", "response", "error")))
+    stdout.print(table)

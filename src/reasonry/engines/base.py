@@ -1,0 +1,92 @@
+"""The one interface every backend implements: requests in, results out (in completion order)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from reasonry.config import ModelSpec, SamplingParams
+
+
+@dataclass
+class Request:
+    """One model call. Exactly one of `prompt` (raw text) or `messages` (chat) is set.
+
+    `prefill` is text the assistant turn starts with (special mode on chat models); the
+    engine continues from it and the result's text does not repeat it.
+    """
+
+    key: str
+    params: SamplingParams
+    prompt: str | None = None
+    messages: list[dict[str, str]] | None = None
+    prefill: str | None = None
+    sample_index: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    key: str
+    text: str = ""
+    raw_text: str = ""
+    reasoning: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    latency_s: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def request_key(
+    spec: ModelSpec, prompt: str | None, messages: list[dict[str, str]] | None, prefill: str | None,
+    params: SamplingParams, sample_index: int,
+) -> str:
+    """Hash of everything that determines a model call's output; same key, same cached result."""
+    payload = {
+        "engine": spec.kind,
+        "model": spec.model,
+        "adapter": spec.adapter,
+        "base_url": spec.base_url if spec.kind == "openai" else None,
+        "prompt": prompt,
+        "messages": messages,
+        "prefill": prefill,
+        "params": params.to_dict(),
+        "sample": sample_index,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+class Engine(ABC):
+    """A loaded model. `generate` consumes requests lazily and yields results as they finish."""
+
+    spec: ModelSpec
+
+    @abstractmethod
+    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        """Yield one Result per Request, in completion order; failures come back as results with `error`."""
+
+    def render_chat(self, messages: list[dict[str, str]], prefill: str | None = None) -> str | None:
+        """Render chat messages to a prompt string when the engine renders locally; None otherwise."""
+        return None
+
+    def count_tokens(self, text: str) -> int | None:
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free the model; engines that hold nothing leave it empty."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

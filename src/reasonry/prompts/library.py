@@ -1,0 +1,97 @@
+"""Prompt templates: the built-ins that reproduce the seeds, and the user's own `.j2` files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from reasonry.errors import ConfigError, InputError
+from reasonry.prompts.roles import ROLES
+
+BUILTIN_TEMPLATES: dict[str, tuple[str, str]] = {
+    # name: (what the model writes after the prompt, description)
+    "phi2": ("reasoning", "Seed 000 tag format: <|system|> role, <|instruction|>, <|context|> (input >= 2 chars), <|reasoning|>"),
+    "alpaca-reasoning": ("reasoning", "Seed 003 'reasoning' mode: the model writes ### Reasoning: then ### Response:"),
+    "alpaca-vanilla": ("response", "Seed 003 'vanilla' mode: instruction and input straight to ### Response:"),
+    "alpaca-special": ("response", "Seed 003 'special' mode: a given reasoning, then ### Response:"),
+    "fbq": ("questions", "Seed 003 FBQ_GVB_template.j2: N 'PARAGRAPH: ' fact-based questions from a CONTEXT answer"),
+}
+
+ENV = ImmutableSandboxedEnvironment(
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    source: str
+    produces: str  # "reasoning" | "response" | "questions"
+    path: Path | None = None
+
+    @property
+    def needs_reasoning(self) -> bool:
+        return "reasoning" in _variables(self.source) and self.produces == "response"
+
+    def render(self, **variables: Any) -> str:
+        try:
+            return ENV.from_string(self.source).render(**variables)
+        except jinja2.UndefinedError as exc:
+            raise InputError(f"template {self.name}: {exc.message}; available: {', '.join(sorted(variables))}") from None
+        except jinja2.TemplateError as exc:
+            raise ConfigError(f"template {self.name}: {exc}") from None
+
+
+def _variables(source: str) -> set[str]:
+    from jinja2 import meta
+
+    return meta.find_undeclared_variables(ENV.parse(source))
+
+
+def builtin_source(name: str) -> str:
+    return resources.files("reasonry.prompts").joinpath("templates", f"{name}.j2").read_text(encoding="utf-8")
+
+
+def load_template(name_or_path: str, *, produces: str | None = None) -> PromptTemplate:
+    """A built-in by name, or a `.j2` file. User files produce a reasoning when they end with a reasoning tag."""
+    if name_or_path in BUILTIN_TEMPLATES:
+        kind = BUILTIN_TEMPLATES[name_or_path][0]
+        return PromptTemplate(name_or_path, builtin_source(name_or_path), produces or kind)
+    path = Path(name_or_path)
+    if not path.exists():
+        raise ConfigError(
+            f"--template {name_or_path!r}: not a built-in ({', '.join(BUILTIN_TEMPLATES)}) and no such file"
+        )
+    try:
+        source = path.read_text(encoding="utf-8")
+        ENV.parse(source)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--template {path}: cannot read it ({exc})") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"--template {path} line {exc.lineno}: {exc.message}") from None
+    return PromptTemplate(path.stem, source, produces or _guess_produces(source), path)
+
+
+def _guess_produces(source: str) -> str:
+    tail = source.rstrip().lower()[-40:]
+    if tail.endswith(("### response:", "<|response|>", "response:")):
+        return "response"
+    if "reasoning" in tail or "<think>" in tail:
+        return "reasoning"
+    return "response"
+
+
+def role_text(role: str | None, system: str | None) -> str:
+    if system is not None:
+        return system
+    name = role or "assistant"
+    if name not in ROLES:
+        raise ConfigError(f"--role {name!r}: choose one of {', '.join(ROLES)}, or give --system TEXT")
+    return ROLES[name]

@@ -1,0 +1,152 @@
+"""Run planned requests through an engine with the store in between: cached, deduplicated, resumable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from reasonry.config import ModelSpec
+from reasonry.engines.base import Engine, Request, Result
+from reasonry.extract import split_output
+from reasonry.store import Store
+
+CHUNK = 512
+FLUSH_SECONDS = 0.25
+FLUSH_ITEMS = 256
+
+
+@dataclass
+class Planned:
+    """One request of a run: where its result belongs (row, model, sample, column) and how to read it."""
+
+    row_index: int
+    model: str
+    request: Request
+    produces: str = "reasoning"
+    column: str = ""
+    error: str | None = None  # set when the row cannot become a prompt; recorded without calling the model
+    row: Any = None  # the input row, stored with the run when given
+
+
+@dataclass
+class Counts:
+    requests: int = 0
+    generated: int = 0
+    cached: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: Counts) -> None:
+        for name in ("requests", "generated", "cached", "failed", "prompt_tokens", "completion_tokens", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors += other.errors[: max(0, 5 - len(self.errors))]
+
+
+class Reporter:
+    """Progress hooks; the CLI passes a rich implementation, the library a silent one."""
+
+    def start(self, label: str, total: int | None) -> None: ...
+
+    def cached(self, n: int) -> None: ...
+
+    def result(self, result: Result) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def parse_result(result: Result, produces: str) -> dict:
+    """Result -> row for the results table, with reasoning and response split out."""
+    if result.error is not None:
+        reasoning, response = None, None
+    elif result.reasoning:
+        reasoning, response = result.reasoning, result.text.strip()
+    else:
+        reasoning, response = split_output(result.text, produces)
+    return {
+        "key": result.key, "text": result.text, "raw_text": result.raw_text or result.text,
+        "reasoning": reasoning, "response": response, "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens, "finish_reason": result.finish_reason,
+        "latency_s": round(result.latency_s, 4), "error": result.error,
+    }
+
+
+def execute(store: Store, run_id: str, engine: Engine, spec: ModelSpec, planned: Iterable[Planned], *,
+            refresh: bool = False, reporter: Reporter | None = None,
+            on_chunk: Callable[[list[Planned]], None] | None = None) -> Counts:
+    """Register every planned request with the run, generate those without a stored result, store results."""
+    reporter = reporter or Reporter()
+    counts = Counts()
+    produces_of: dict[str, str] = {}
+    started = time.perf_counter()
+
+    def pending() -> Iterator[Request]:
+        iterator = iter(planned)
+        while chunk := list(islice(iterator, CHUNK)):
+            if on_chunk:
+                on_chunk(chunk)
+            store.add_requests(
+                run_id,
+                [(p.row_index, p.model, p.request.sample_index, p.request.key, p.column) for p in chunk],
+                [(p.request, spec.kind, spec.model, spec.adapter, p.produces) for p in chunk],
+            )
+            counts.requests += len(chunk)
+            keys = [p.request.key for p in chunk]
+            done = set() if refresh else store.done_keys(keys)
+            fresh = 0
+            for item in chunk:
+                key = item.request.key
+                if item.error is not None:
+                    rejected.append(Result(key=key, error=item.error, finish_reason="error"))
+                    fresh += 1
+                    continue
+                if key in done or key in produces_of:  # stored, or a twin already in flight
+                    continue
+                produces_of[key] = item.produces
+                fresh += 1
+                yield item.request
+            counts.cached += len(chunk) - fresh
+            reporter.cached(len(chunk) - fresh)
+
+    buffer: list[dict] = []
+    rejected: list[Result] = []
+    last_flush = time.monotonic()
+    try:
+        for result in _with_rejected(engine.generate(pending()), rejected):
+            produces = produces_of.pop(result.key, "reasoning")
+            buffer.append(parse_result(result, produces))
+            _count(counts, result)
+            reporter.result(result)
+            if len(buffer) >= FLUSH_ITEMS or time.monotonic() - last_flush > FLUSH_SECONDS:
+                store.put_results(buffer)
+                buffer, last_flush = [], time.monotonic()
+    finally:
+        if buffer:
+            store.put_results(buffer)
+        counts.seconds = time.perf_counter() - started
+    return counts
+
+
+def _with_rejected(results: Iterator[Result], rejected: list[Result]) -> Iterator[Result]:
+    for result in results:
+        yield result
+        while rejected:
+            yield rejected.pop()
+    while rejected:
+        yield rejected.pop()
+
+
+def _count(counts: Counts, result: Result) -> None:
+    if result.error is not None:
+        counts.failed += 1
+        if len(counts.errors) < 5:
+            counts.errors.append(result.error)
+    else:
+        counts.generated += 1
+    counts.prompt_tokens += result.prompt_tokens
+    counts.completion_tokens += result.completion_tokens
