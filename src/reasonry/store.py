@@ -170,6 +170,13 @@ class Store:
             conn.execute("UPDATE runs SET status=?, finished_at=?, summary=? WHERE id=?",
                          (status, time.time(), json.dumps(summary, ensure_ascii=False), run_id))
 
+    def update_run_config(self, run_id: str, **changes: Any) -> dict[str, Any]:
+        with self.transaction() as conn:
+            row = conn.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()
+            config = {**json.loads(row["config"]), **changes}
+            conn.execute("UPDATE runs SET config=? WHERE id=?", (json.dumps(config, ensure_ascii=False), run_id))
+        return config
+
     def resolve_run(self, ref: str, kind: str | None = None) -> str:
         """A run id from a full id, a unique prefix, or 'last'."""
         where, args = ("", []) if kind is None else (" WHERE kind=?", [kind])

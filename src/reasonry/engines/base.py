@@ -75,6 +75,13 @@ class Engine(ABC):
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
         """Yield one Result per Request, in completion order; failures come back as results with `error`."""
 
+    def stream(self, request: Request) -> Iterator[str | Result]:
+        """Yield text pieces as they are generated, then the final Result. Engines that cannot stream yield once."""
+        result = next(iter(self.generate([request])))
+        if result.text:
+            yield result.text
+        yield result
+
     def render_chat(self, messages: list[dict[str, str]], prefill: str | None = None) -> str | None:
         """Render chat messages to a prompt string when the engine renders locally; None otherwise."""
         return None

@@ -37,7 +37,10 @@ class HFEngine(Engine):
                  batch_size: int | None = None, max_batch_tokens: int | None = None, batching: str = "auto",
                  compile: bool = False) -> None:
         import torch
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
         self.spec = spec
         self.torch = torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -48,6 +48,8 @@ _MAX_LISTED = 40
 _INT_TEXT = re.compile(r"-?(?:0|[1-9]\d{0,17})")
 _FLOAT_TEXT = re.compile(r"-?(?:0|[1-9]\d*)\.\d+(?:[eE][-+]?\d+)?")
 _KANA = re.compile(r"[\u3040-\u30ff]")
+_KANJI = re.compile(r"[\u4e00-\u9fff]")
+_SHIFT_JIS = {"cp932", "shift_jis", "shift_jisx0213", "shift_jis_2004"}
 
 
 @dataclass
@@ -301,17 +303,22 @@ def _detect_encoding(path: Path, label: str) -> str:
     if bad_at is None:
         return "utf-8-sig"
     sample = _sample(path, bad_at)
-    if _looks_cp932(sample):
+    cp932_text = _as_cp932(sample)
+    if cp932_text is not None and _KANA.search(cp932_text):
         return "cp932"
     from charset_normalizer import from_bytes
 
-    best = from_bytes(sample).best()
+    matches = from_bytes(sample)
+    best = matches.best()
     if best is None:
         raise InputError(
             f"{label}: cannot tell the text encoding (it is not UTF-8); pass --encoding, e.g. --encoding cp932"
         )
+    candidates = {codecs.lookup(match.encoding).name for match in matches}
+    if cp932_text is not None and _KANJI.search(cp932_text) and candidates & _SHIFT_JIS:
+        return "cp932"
     name = codecs.lookup(best.encoding).name
-    return "cp932" if name in ("shift_jis", "shift_jisx0213", "shift_jis_2004") else name
+    return "cp932" if name in _SHIFT_JIS else name
 
 
 def _first_utf8_error(path: Path) -> int | None:
@@ -341,12 +348,11 @@ def _sample(path: Path, bad_at: int) -> bytes:
         return head + b"\n" + file.read(_SNIFF_BYTES)
 
 
-def _looks_cp932(sample: bytes) -> bool:
+def _as_cp932(sample: bytes) -> str | None:
     try:
-        text = codecs.getincrementaldecoder("cp932")("strict").decode(sample)
+        return codecs.getincrementaldecoder("cp932")("strict").decode(sample)
     except UnicodeDecodeError:
-        return False
-    return bool(_KANA.search(text))
+        return None
 
 
 def _decode_error(label: str, encoding: str, error: UnicodeDecodeError) -> InputError:

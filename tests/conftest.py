@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny real model, tokenizer and LoRA adapter built on disk once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from reasonry.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from reasonry.tiny import build_tiny_adapter
+
+    return build_tiny_adapter(tiny_model, tmp_path_factory.mktemp("adapters") / "tiny-lora")
+
+
+@pytest.fixture(scope="session")
+def other_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second model with a different architecture seed (a different base that the adapter must not fit)."""
+    from reasonry.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-wide", seed=3, hidden_size=192)
+
+
+def write_questions(path: Path, rows: list[dict]) -> Path:
+    import json
+
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+QUESTIONS = [
+    {"seq": 1, "question": "Find the square root of 156.", "input": "", "topic": "math"},
+    {"seq": 2, "question": "Given a text, find the most relevant keyword to describe it",
+     "input": "A wind turbine is a device that converts wind energy into electrical energy.", "topic": "nlp"},
+    {"seq": 3, "question": "Write a letter to invite a birthday party.", "input": "x", "topic": "writing"},
+    {"seq": 4, "question": "LUNAは白猫ですか？", "input": "", "topic": "logic"},
+]
+
+
+@pytest.fixture
+def questions_file(tmp_path: Path) -> Path:
+    return write_questions(tmp_path / "questions.json", QUESTIONS)
