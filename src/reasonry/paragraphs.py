@@ -10,7 +10,9 @@ Recognition order, first match wins:
 1. ``paragraph``: explicit labels (``PARAGRAPH:``, ``**Paragraph 2:**``, ``段落１：``,
    ``Rebuttal 1:``, ``Question 3:``, ``【質問1】``...). Reported as ``heading`` when every label is
    a markdown heading (``### Question 1``). Skipped when a numbered or bullet list runs both
-   before and after the first label (the labels are then parts of list items).
+   before and after the first label (the labels are then parts of list items), or when a lone
+   label is followed by a list of two or more items (an echoed question or a header), unless
+   ``n == 1``.
 2. ``numbered`` / ``bullet``: at least two top-level markers; the list that is less indented
    (then: starts first) wins, deeper markers are sub-items joined into their parent.
 3. ``heading``: at least two markdown headings of one level (or, without any, two bold-only lines).
@@ -63,7 +65,9 @@ _LABEL_RE = re.compile(
     r"(?:(?:[-*+•・]|\d{1,3}[.)．）])\s*+)?"
     r"(?:\*\*|__)?\s*+(?P<bracket>[【\[]\s*+)?"
     r"(?:第\s*+\d{1,3}\s*+の?\s*+)?"
-    + "(?:" + "|".join(f"(?P<{name}>{words})" for name, words in _FAMILY_WORDS.items()) + ")"
+    + "(?:"
+    + "|".join(f"(?P<{name}>{words})" for name, words in _FAMILY_WORDS.items())
+    + ")"
     + r"\s*+\#?\s*+(?P<num>\d{1,3})?"
     r"\s*+(?:[(（][^)）]{0,60}[)）])?"
     r"\s*+(?:\*\*|__)?\s*+(?P<close>[】\]])?"
@@ -142,6 +146,10 @@ class _Block:
         return "\n".join([self.head, *self.lines[1:]]).strip()
 
 
+_Split = tuple[str, list[str], list[_Block]]  # style, unkept pieces, items in the making
+_Starts = tuple[int, dict[int, str]]  # indent of a list, line index -> text after each item's marker
+
+
 def parse_items(text: str, n: int | None = None, *, require_question: bool = False) -> ParsedList:
     """Split ``text`` into list items; keep at most ``n`` of them.
 
@@ -153,8 +161,8 @@ def parse_items(text: str, n: int | None = None, *, require_question: bool = Fal
     dropped: list[str] = []
     lines = _cut_before_list_header(_prepare(text), dropped)
     if not any(line.strip() for line in lines):
-        return ParsedList([], dropped, "none", EMPTY_ERROR)
-    style, blocks = _split(lines, dropped)
+        return ParsedList([], dropped, "none", NO_ITEMS_ERROR if text.strip() else EMPTY_ERROR)
+    style, blocks = _split(lines, n, dropped)
     dropped.extend(_trim_epilogue(blocks))
     items = _finish(blocks, dropped)
     if not items:
@@ -178,8 +186,7 @@ def _has_question(item: str) -> bool:
 
 
 def _prepare(text: str) -> list[str]:
-    text = text if isinstance(text, str) else str(text or "")
-    text = _INLINE_LABEL_RE.sub("\n", _strip_think(text.replace("\ufeff", "")))
+    text = _INLINE_LABEL_RE.sub(_break_before_label, _strip_think(text.replace("\ufeff", "")))
     lines = []
     for line in text.splitlines():
         if _FENCE_RE.match(line):
@@ -187,6 +194,13 @@ def _prepare(text: str) -> list[str]:
         line = _QUOTE_RE.sub("", line).expandtabs(4).rstrip()
         lines.append("" if _RULE_RE.match(line) else line)
     return lines
+
+
+def _break_before_label(match: re.Match[str]) -> str:
+    """Put a mid-line "PARAGRAPH:" on its own line unless only a list marker precedes it."""
+    line_start = match.string.rfind("\n", 0, match.start()) + 1
+    before = match.string[line_start : match.start()]
+    return "\n" if _ALNUM_RE.search(_strip_markers(_unbold(before))) else match.group()
 
 
 def _strip_think(text: str) -> str:
@@ -221,7 +235,7 @@ def _unbold(text: str) -> str:
 
 def _strip_markers(text: str) -> str:
     text = text.strip()
-    while (match := _LEADING_MARKER_RE.match(text)) and match.end():
+    while match := _LEADING_MARKER_RE.match(text):
         text = text[match.end() :].strip()
     return text
 
@@ -229,21 +243,19 @@ def _strip_markers(text: str) -> str:
 # --- splitting -------------------------------------------------------------------------------
 
 
-def _split(lines: list[str], dropped: list[str]) -> tuple[str, list[_Block]]:
+def _split(lines: list[str], n: int | None, dropped: list[str]) -> tuple[str, list[_Block]]:
     numbered = _list_starts(lines, _NUMBER_RE)
     bullets = _list_starts(lines, _BULLET_RE, same_mark=True)
-    found = _split_labels(lines, (numbered[1], bullets[1])) or _split_lists(lines, numbered, bullets)
+    found = _split_labels(lines, (numbered[1], bullets[1]), n) or _split_lists(lines, numbered, bullets)
     found = found or _split_headings(lines) or _split_blank(lines)
     style, preface, blocks = found
     dropped.extend(preface)
     return style, blocks
 
 
-_Split = tuple[str, list[str], list[_Block]]
-_Starts = tuple[int, dict[int, str]]
-
-
-def _collect(lines: list[str], starts: dict[int, str], stops: frozenset[int] = frozenset()) -> tuple[list[str], list[_Block]]:
+def _collect(
+    lines: list[str], starts: dict[int, str], stops: frozenset[int] = frozenset()
+) -> tuple[list[str], list[_Block]]:
     """Cut ``lines`` at ``starts`` (index -> text after the marker); ``stops`` end an item unkept."""
     unkept: list[list[str]] = [[]]
     blocks: list[_Block] = []
@@ -273,18 +285,27 @@ def _label_match(line: str) -> _Label | None:
     return _Label(family, rest, match["heading"] is not None)
 
 
-def _split_labels(lines: list[str], list_starts: tuple[dict[int, str], ...]) -> _Split | None:
+def _labels_inside_list(
+    starts: dict[int, str], labels: dict[int, _Label], list_lines: dict[int, str], n: int | None
+) -> bool:
+    """A list running across the first label, or following a lone label (an echoed question or a header)."""
+    first = min(starts)
+    others = [i for i in list_lines if i not in labels]
+    after = sum(i > first for i in others)
+    if after and any(i < first for i in others):
+        return True
+    return len(starts) == 1 and n != 1 and after >= 2
+
+
+def _split_labels(lines: list[str], list_starts: tuple[dict[int, str], ...], n: int | None) -> _Split | None:
     labels = {i: label for i, line in enumerate(lines) if (label := _label_match(line))}
     if not labels:
         return None
     counts = Counter(label.family for label in labels.values())
     family = max(_FAMILIES, key=lambda name: (counts[name], -_FAMILIES.index(name)))
     starts = {i: label.rest for i, label in labels.items() if label.family == family}
-    first = min(starts)
-    for list_lines in list_starts:
-        before = any(i < first for i in list_lines)
-        if before and any(i > first and i not in labels for i in list_lines):
-            return None
+    if any(_labels_inside_list(starts, labels, list_lines, n) for list_lines in list_starts):
+        return None
     stops = frozenset(i for i, line in enumerate(lines) if i not in starts and _STOP_RE.match(line))
     preface, blocks = _collect(lines, starts, stops)
     style = "heading" if all(labels[i].heading for i in starts) else "paragraph"
@@ -305,11 +326,14 @@ def _list_starts(lines: list[str], pattern: re.Pattern[str], *, same_mark: bool 
 
 
 def _split_lists(lines: list[str], numbered: _Starts, bullets: _Starts) -> _Split | None:
-    candidates = [(starts, style) for style, starts in (("numbered", numbered), ("bullet", bullets))]
-    candidates = [(starts, style) for starts, style in candidates if len(starts[1]) >= 2]
+    candidates = [
+        (indent, min(starts), style, starts)
+        for style, (indent, starts) in (("numbered", numbered), ("bullet", bullets))
+        if len(starts) >= 2
+    ]
     if not candidates:
         return None
-    (_, starts), style = min(candidates, key=lambda c: (c[0][0], min(c[0][1])))
+    *_, style, starts = min(candidates, key=lambda candidate: candidate[:2])
     preface, blocks = _collect(lines, starts)
     return style, preface, blocks
 
@@ -379,10 +403,8 @@ def _split_blank(lines: list[str]) -> _Split:
     dropped = _drop_preface(pieces)
     while len(pieces) > 1 and _is_closing(pieces[-1]):
         dropped.append("\n".join(pieces.pop()).strip())
-    if len(pieces) < 2:
-        piece = pieces[0] if pieces else []
-        return "none", dropped, [_Block(piece[0].strip(), min(map(_indent, piece)), piece)] if piece else []
-    return "blank-lines", dropped, [_Block(p[0].strip(), min(map(_indent, p)), p) for p in pieces]
+    blocks = [_Block(piece[0].strip(), min(map(_indent, piece)), piece) for piece in pieces]
+    return ("blank-lines" if len(blocks) >= 2 else "none"), dropped, blocks
 
 
 # --- finishing -------------------------------------------------------------------------------
@@ -417,13 +439,9 @@ def _excess_cut(blocks: list[_Block]) -> int | None:
     starts = _paragraph_starts(last)
     if len(starts) <= usual or usual == 0:
         return None
-    cut = starts[usual]
     if any(_indent(last.lines[i]) > last.indent for i in starts[usual:]):
         return None
-    kept, tail = " ".join(last.lines[:cut]), " ".join(last.lines[cut:])
-    if _has_question(tail) and not _has_question(kept):
-        return None
-    return cut
+    return starts[usual]
 
 
 def _trim_epilogue(blocks: list[_Block]) -> list[str]:
@@ -436,6 +454,8 @@ def _trim_epilogue(blocks: list[_Block]) -> list[str]:
     if cut is None:
         return []
     tail = "\n".join(last.lines[cut:]).strip()
+    if _has_question(tail) and not _has_question(" ".join(last.lines[:cut])):
+        return []
     del last.lines[cut:]
     return [tail]
 

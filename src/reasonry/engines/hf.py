@@ -140,6 +140,67 @@ class HFEngine(Engine):
         while window := list(islice(iterator, self.window)):
             yield from self._generate_window(window)
 
+    def stream(self, request: Request) -> Iterator[str | Result]:
+        """Decode one request token by token with the same seeded sampling as `generate` (the same tokens and
+        text; it ends at a stop string instead of running on); yield text pieces, then the final Result."""
+        from transformers import DynamicCache
+
+        torch = self.torch
+        params = request.params
+        started = time.perf_counter()
+        try:
+            text = self._prompt_text(request)
+            ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        except Exception as exc:  # reported on the result, as `generate` does
+            yield Result(key=request.key, error=f"tokenize: {_first_line(exc)}", finish_reason="error")
+            return
+        device = self.device
+        step_input = torch.tensor([ids], dtype=torch.long, device=device)
+        mask = torch.ones_like(step_input)
+        step_position = torch.arange(len(ids), device=device)[None, :]
+        seeds = torch.tensor([request_seed(params.seed, request.sample_index, text)], dtype=torch.long, device=device)
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        seen = None
+        if params.repetition_penalty != 1.0:
+            seen = torch.zeros((1, vocab), dtype=torch.bool, device=device)
+            seen[0, step_input[0].clamp(max=vocab - 1)] = True
+        cache = DynamicCache()
+        tokens: list[int] = []
+        hit_eos = False
+        sent = 0
+        hold = max((len(s) for s in params.stop), default=1) - 1  # a stop string may still be forming
+        for step in range(params.max_new_tokens):
+            with torch.inference_mode():
+                out = self.model(input_ids=step_input, attention_mask=mask, position_ids=step_position,
+                                 past_key_values=cache, use_cache=True, logits_to_keep=1)
+                chosen = select_tokens(out.logits[:, -1, :].float(), seen, seeds, step,
+                                       temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
+                                       repetition_penalty=params.repetition_penalty)
+            token = int(chosen[0])
+            tokens.append(token)
+            if token in self.eos_ids:
+                hit_eos = True
+                break
+            if seen is not None:
+                seen[0, token] = True
+            shown = strip_special_tokens(self.tokenizer.decode(tokens, skip_special_tokens=False), self.special_tokens)
+            stops = [shown.index(s) for s in params.stop if s and s in shown]
+            if stops:
+                shown = shown[: min(stops)]
+            ready = len(shown) if stops else max(sent, len(shown) - hold)
+            if not shown.endswith("\ufffd") and ready > sent:  # an incomplete UTF-8 sequence waits
+                yield shown[sent:ready]
+                sent = ready
+            if stops:
+                break
+            mask = torch.cat([mask, torch.ones((1, 1), dtype=mask.dtype, device=device)], dim=1)
+            step_position = step_position[:, -1:] + 1
+            step_input = chosen[:, None]
+        result = self._result((request, text, ids), tokens, hit_eos, time.perf_counter() - started, params)
+        if len(result.text) > sent:
+            yield result.text[sent:]
+        yield result
+
     def close(self) -> None:
         del self.model
         if self.torch.cuda.is_available():

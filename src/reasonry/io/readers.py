@@ -145,7 +145,10 @@ def open_rows(
     label = str(path)
     if encoding is not None:
         _check_encoding_name(encoding)
-    table = _open_table(file, label, encoding, sheet)
+    try:
+        table = _open_table(file, label, encoding, sheet)
+    except OSError as error:  # permissions, a file vanishing, ...
+        raise _unreadable(label, error) from None
     explicit = {
         "id": id_col,
         "question": question_col,
@@ -363,11 +366,19 @@ def _decode_error(label: str, encoding: str, error: UnicodeDecodeError) -> Input
 
 
 def _text_lines(path: Path, label: str, encoding: str) -> Iterator[str]:
-    with path.open(encoding=encoding) as file:
+    try:
+        file = path.open(encoding=encoding)
+    except OSError as error:
+        raise _unreadable(label, error) from None
+    with file:
         try:
             yield from file
         except UnicodeDecodeError as error:
             raise _decode_error(label, encoding, error) from None
+
+
+def _unreadable(label: str, error: OSError) -> InputError:
+    return InputError(f"{label}: cannot read the file ({error.strerror or _one_line(error)})")
 
 
 # ---------------------------------------------------------------- formats
@@ -524,6 +535,12 @@ def _csv_head(path: Path, label: str, encoding: str, sep: str) -> tuple[list[Any
         raise _decode_error(label, encoding, error) from None
     except (pd.errors.ParserError, ValueError, OSError) as error:
         raise _csv_error(label, error) from None
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas took the surplus first cell as an index
+        separator = "a tab" if sep == "\t" else f"'{sep}'"
+        raise InputError(
+            f"{label} row 2: more cells than the header has columns ({len(frame.columns)}); "
+            f"put cells that contain {separator} in double quotes"
+        )
     return list(frame.columns), len(frame) > 0
 
 
@@ -572,7 +589,9 @@ def _xlsx_table(path: Path, label: str, sheet: str | int | None) -> _Table:
         ) from None
     try:
         sheet_name = _pick_sheet(book.sheetnames, sheet, label)
-        rows = _sheet_rows(book[sheet_name].iter_rows(values_only=True), label)
+        worksheet = book[sheet_name]
+        worksheet.reset_dimensions()  # the size recorded in the file can be wrong; read every row
+        rows = _sheet_rows(worksheet.iter_rows(values_only=True), label)
     finally:
         book.close()
     if not rows:

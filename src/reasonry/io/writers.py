@@ -6,6 +6,7 @@ when everything was written; on any failure the temp file is removed and the tar
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import functools
@@ -445,14 +446,32 @@ def _write_xlsx(
     cells = _XlsxCells(sheet, wrapped)
     sheet.append(cells.header(columns))
     count = 0
-    for row in itertools.chain(sample, rows):
-        if count == XLSX_MAX_ROWS:
-            raise InputError(
-                f"{label}: an .xlsx sheet holds at most {XLSX_MAX_ROWS:,} rows; write .jsonl, .csv or .parquet"
-            )
-        sheet.append(cells.row([row.get(name) for name in columns]))
-        count += 1
+    try:
+        for row in itertools.chain(sample, rows):
+            if count == XLSX_MAX_ROWS:
+                raise InputError(
+                    f"{label}: an .xlsx sheet holds at most {XLSX_MAX_ROWS:,} rows; write .jsonl, .csv or .parquet"
+                )
+            sheet.append(cells.row([row.get(name) for name in columns]))
+            count += 1
+    except BaseException:
+        with contextlib.suppress(Exception):
+            _discard_sheet(sheet)
+        raise
     if columns:
         sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{count + 1}"
     book.save(temp)
     return count
+
+
+def _discard_sheet(sheet: Any) -> None:
+    """Close a half-written write-only sheet and delete openpyxl's own temp file for it.
+
+    openpyxl has no public way to abandon a write-only sheet; left alone, its row generator
+    fails noisily when garbage-collected and its temp file lingers until the process exits.
+    """
+    if sheet._rows is not None:
+        sheet._rows.close()
+    if sheet._writer is not None:
+        sheet._writer.close()
+        sheet._writer.cleanup()

@@ -1,0 +1,3 @@
+from reasonry.cli import main
+
+main()

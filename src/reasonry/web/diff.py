@@ -1,0 +1,44 @@
+"""Word-level diff of two texts (CJK per character), as (op, text) segments for textContent rendering."""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+TOKEN = re.compile(rf"\s+|[{_CJK}]|[^\s{_CJK}\W]+|[^\s]", re.UNICODE)
+
+
+def tokenize(text: str) -> list[str]:
+    """Whitespace runs, single CJK characters, words, and single punctuation marks; joined they give `text`."""
+    return TOKEN.findall(text)
+
+
+def word_diff(old: str | None, new: str | None) -> list[tuple[str, str]]:
+    """Segments ("equal" | "delete" | "insert", text) turning `old` into `new`."""
+    a, b = tokenize(old or ""), tokenize(new or "")
+    segments: list[tuple[str, str]] = []
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            _add(segments, "equal", "".join(a[i1:i2]))
+            continue
+        if i2 > i1:
+            _add(segments, "delete", "".join(a[i1:i2]))
+        if j2 > j1:
+            _add(segments, "insert", "".join(b[j1:j2]))
+    return segments
+
+
+def _add(segments: list[tuple[str, str]], op: str, text: str) -> None:
+    if segments and segments[-1][0] == op:
+        segments[-1] = (op, segments[-1][1] + text)
+    else:
+        segments.append((op, text))
+
+
+def diff_stats(segments: list[tuple[str, str]]) -> dict[str, int]:
+    counts = {"equal": 0, "delete": 0, "insert": 0}
+    for op, text in segments:
+        counts[op] += len(tokenize(text.strip())) if text.strip() else 0
+    return counts

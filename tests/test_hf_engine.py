@@ -1,0 +1,97 @@
+"""The hf engine on a tiny real model: adapters, sampling knobs, batching that does not change outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reasonry.config import SamplingParams, parse_model_spec
+from reasonry.engines.base import Request
+from reasonry.engines.hf import HFEngine
+from reasonry.errors import EngineError
+
+PROMPTS = ["Find the square root of 156.", "LUNAは白猫ですか？", "Write a letter to invite a birthday party. " * 3]
+
+
+def _texts(engine: HFEngine, params: SamplingParams, prompts=PROMPTS) -> dict[str, str]:
+    requests = [Request(key=str(i), params=params, prompt=p) for i, p in enumerate(prompts)]
+    return {r.key: r.text for r in engine.generate(requests)}
+
+
+@pytest.fixture(scope="module")
+def base(tiny_model: Path) -> HFEngine:
+    return HFEngine(parse_model_spec(f"hf:{tiny_model}"), batch_size=8)
+
+
+def test_adapter_changes_output_under_same_seed(base: HFEngine, tiny_model: Path, tiny_adapter: Path) -> None:
+    adapted = HFEngine(parse_model_spec(f"hf:{tiny_model}+{tiny_adapter}"))
+    params = SamplingParams(max_new_tokens=16)
+    assert _texts(base, params) != _texts(adapted, params)
+    merged = HFEngine(parse_model_spec(f"hf:{tiny_model}+{tiny_adapter}"), merge_adapter=True)
+    assert _texts(merged, params.with_(temperature=0)) == _texts(adapted, params.with_(temperature=0))
+
+
+def test_repetition_penalty_changes_output_under_same_seed(base: HFEngine) -> None:
+    params = SamplingParams(max_new_tokens=24, repetition_penalty=1.1)
+    assert _texts(base, params) != _texts(base, params.with_(repetition_penalty=1.0))
+
+
+def test_same_seed_same_output_and_seed_matters(base: HFEngine) -> None:
+    params = SamplingParams(max_new_tokens=16)
+    assert _texts(base, params) == _texts(base, params)
+    assert _texts(base, params) != _texts(base, params.with_(seed=7))
+
+
+def test_output_does_not_depend_on_batch_neighbours(base: HFEngine) -> None:
+    params = SamplingParams(max_new_tokens=16)
+    together = _texts(base, params)
+    alone = {str(i): _texts(base, params, [p])["0"] for i, p in enumerate(PROMPTS)}
+    assert together == alone
+
+
+def test_greedy_matches_transformers_generate(base: HFEngine) -> None:
+    import torch
+
+    params = SamplingParams(max_new_tokens=12, temperature=0, repetition_penalty=1.3)
+    ours = _texts(base, params, PROMPTS[:1])["0"]
+    ids = base.tokenizer(PROMPTS[0], return_tensors="pt")
+    with torch.inference_mode():
+        out = base.model.generate(**ids, max_new_tokens=12, do_sample=False, repetition_penalty=1.3,
+                                  pad_token_id=base.tokenizer.pad_token_id)
+    theirs = base.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert ours == theirs
+
+
+def test_token_counts_and_finish_reason(base: HFEngine) -> None:
+    params = SamplingParams(max_new_tokens=10)
+    result = next(iter(base.generate([Request(key="k", params=params, prompt=PROMPTS[0])])))
+    assert result.finish_reason in ("length", "stop")
+    assert result.prompt_tokens == base.count_tokens(PROMPTS[0])
+    assert 1 <= result.completion_tokens <= 10
+    assert result.latency_s > 0
+
+
+def test_stop_strings_cut_the_text(base: HFEngine) -> None:
+    params = SamplingParams(max_new_tokens=20)
+    full = _texts(base, params, PROMPTS[:1])["0"]
+    stop = full[5:8]
+    cut = _texts(base, params.with_(stop=(stop,)), PROMPTS[:1])["0"]
+    assert cut == full[: full.index(stop)]
+
+
+def test_chat_rendering_uses_tokenizer_template(base: HFEngine) -> None:
+    text = base.render_chat([{"role": "user", "content": "hi"}], prefill="<think>\nr\n</think>\n\n")
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\nr\n</think>\n\n"
+
+
+def test_missing_model_and_unfit_adapter_are_clear_errors(tiny_adapter: Path, other_tiny_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="does not exist"):
+        HFEngine(parse_model_spec(f"hf:{tmp_path}/nope"))
+    with pytest.raises(EngineError, match="does not fit base model"):
+        HFEngine(parse_model_spec(f"hf:{other_tiny_model}+{tiny_adapter}"))
+
+
+def test_quantized_loading_needs_cuda(tiny_model: Path) -> None:
+    with pytest.raises(EngineError, match="--load-in-4bit needs a CUDA GPU"):
+        HFEngine(parse_model_spec(f"hf:{tiny_model}"), load_in_4bit=True)
