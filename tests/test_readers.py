@@ -43,7 +43,9 @@ def assert_frame_rows(source: RowSource) -> None:
 
 
 def write_jsonl(path: Path, records: list[Any]) -> Path:
-    path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf-8"
+    )
     return path
 
 
@@ -80,7 +82,9 @@ def test_json_column_lists(tmp_path: Path) -> None:
 def test_jsonl_skips_blank_lines_and_carries_late_keys(tmp_path: Path) -> None:
     path = tmp_path / "q.ndjson"
     lines = [json.dumps(record) for record in FRAME.to_dict(orient="records")]
-    path.write_text(lines[0] + "\n\n" + lines[1] + "\n" + '{"question": "third", "late": true}\n', encoding="utf-8")
+    path.write_text(
+        lines[0] + "\n\n" + lines[1] + "\n" + '{"question": "third", "late": true}\n', encoding="utf-8"
+    )
     source = open_rows(path)
     rows = rows_of(source)
     assert [row.question for row in rows] == ["What is 2+2?", "Capital of France?", "third"]
@@ -257,16 +261,32 @@ def test_question_preferred_over_instruction_and_reference_over_reference_answer
 
 def test_no_optional_columns(tmp_path: Path) -> None:
     source = open_rows(write_jsonl(tmp_path / "q.jsonl", [{"question": "Q", "answer": "A"}]))
-    assert (source.id_col, source.input_col, source.reasoning_col, source.reference_col) == (None, None, None, None)
+    assert (source.id_col, source.input_col, source.reasoning_col, source.reference_col) == (
+        None,
+        None,
+        None,
+        None,
+    )
     (row,) = rows_of(source)
-    assert (row.id, row.input, row.reasoning, row.reference, row.extra) == ("1", "", None, None, {"answer": "A"})
+    assert (row.id, row.input, row.reasoning, row.reference, row.extra) == (
+        "1",
+        "",
+        None,
+        None,
+        {"answer": "A"},
+    )
 
 
 def test_column_overrides(tmp_path: Path) -> None:
     record = {"key": "k1", "prompt": "P", "question": "not this", "ctx": "C", "why": "W", "answer": "A"}
     path = write_jsonl(tmp_path / "q.jsonl", [record])
     source = open_rows(
-        path, id_col="key", question_col="prompt", input_col="ctx", reasoning_col="why", reference_col="answer"
+        path,
+        id_col="key",
+        question_col="prompt",
+        input_col="ctx",
+        reasoning_col="why",
+        reference_col="answer",
     )
     (row,) = rows_of(source)
     assert (row.id, row.question, row.input, row.reasoning, row.reference) == ("k1", "P", "C", "W", "A")
@@ -299,8 +319,20 @@ def test_nan_and_number_cells(tmp_path: Path) -> None:
     path = tmp_path / "q.parquet"
     frame.to_parquet(path, index=False)
     first, second = rows_of(open_rows(path))
-    assert (first.id, first.question, first.input, first.reasoning, first.reference) == ("1", "", "", None, "7")
-    assert (second.id, second.question, second.input, second.reasoning, second.reference) == ("2", "42", "3.5", None, None)
+    assert (first.id, first.question, first.input, first.reasoning, first.reference) == (
+        "1",
+        "",
+        "",
+        None,
+        "7",
+    )
+    assert (second.id, second.question, second.input, second.reasoning, second.reference) == (
+        "2",
+        "42",
+        "3.5",
+        None,
+        None,
+    )
     assert first.extra == {"count": 1, "score": 0.5, "flag": True, "when": "2024-01-02T03:04:05"}
     assert second.extra == {"count": 2, "score": None, "flag": False, "when": "2025-06-07T00:00:00"}
     for value in [*first.extra.values(), *second.extra.values()]:
@@ -309,7 +341,9 @@ def test_nan_and_number_cells(tmp_path: Path) -> None:
 
 def test_csv_cells_keep_ids_as_written_and_parse_numbers_in_extra(tmp_path: Path) -> None:
     path = tmp_path / "q.csv"
-    path.write_text("seq,question,reasoning,count,score,code,note\n007,1.0,,12,0.25,0012,\n", encoding="utf-8")
+    path.write_text(
+        "seq,question,reasoning,count,score,code,note\n007,1.0,,12,0.25,0012,\n", encoding="utf-8"
+    )
     (row,) = rows_of(open_rows(path))
     assert (row.id, row.question, row.reasoning) == ("007", "1.0", None)
     assert row.extra == {"count": 12, "score": 0.25, "code": "0012", "note": None}
@@ -362,7 +396,13 @@ def test_empty_file(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "text"),
-    [("q.csv", "seq,question\n"), ("q.json", "[]"), ("q.json", "{}"), ("q.jsonl", "\n\n"), ("q.tsv", "question\n")],
+    [
+        ("q.csv", "seq,question\n"),
+        ("q.json", "[]"),
+        ("q.json", "{}"),
+        ("q.jsonl", "\n\n"),
+        ("q.tsv", "question\n"),
+    ],
 )
 def test_no_rows(tmp_path: Path, name: str, text: str) -> None:
     (tmp_path / name).write_text(text, encoding="utf-8")
@@ -414,7 +454,9 @@ def test_missing_column_message(tmp_path: Path) -> None:
     path.write_text("seq,instruction,input\n1,a,b\n", encoding="utf-8")
     with pytest.raises(InputError) as caught:
         open_rows(path, question_col="foo")
-    assert str(caught.value) == f"{path}: no column 'foo' (--question-col); columns are: seq, instruction, input"
+    assert (
+        str(caught.value) == f"{path}: no column 'foo' (--question-col); columns are: seq, instruction, input"
+    )
     with pytest.raises(InputError, match=r"no column 'ref' \(--reference-col\)"):
         open_rows(path, reference_col="ref")
 
@@ -429,7 +471,9 @@ def test_no_question_column(tmp_path: Path) -> None:
 
 def test_missing_sheet_lists_sheets(tmp_path: Path) -> None:
     path = make_workbook(tmp_path / "q.xlsx")
-    assert "q.xlsx: no sheet 'Sheet9' (--sheet); sheets are 0: notes, 1: data" in input_error(path, sheet="Sheet9")
+    assert "q.xlsx: no sheet 'Sheet9' (--sheet); sheets are 0: notes, 1: data" in input_error(
+        path, sheet="Sheet9"
+    )
     assert "no sheet '5'" in input_error(path, sheet=5)
 
 
@@ -482,6 +526,12 @@ def test_malformed_csv(tmp_path: Path) -> None:
     assert "q.csv: malformed file" in message and "line 3" in message
 
 
+def test_csv_row_with_a_surplus_cell(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text("question\nhello, world\n", encoding="utf-8")
+    assert "q.csv row 2: more cells than the header has columns (1)" in input_error(path)
+
+
 def test_sheet_given_for_csv(tmp_path: Path) -> None:
     path = tmp_path / "q.csv"
     FRAME.to_csv(path, index=False)
@@ -490,4 +540,6 @@ def test_sheet_given_for_csv(tmp_path: Path) -> None:
 
 def test_folder_that_is_not_a_dataset(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
-    assert "plain: is a folder, not a dataset saved with datasets' save_to_disk" in input_error(tmp_path / "plain")
+    assert "plain: is a folder, not a dataset saved with datasets' save_to_disk" in input_error(
+        tmp_path / "plain"
+    )

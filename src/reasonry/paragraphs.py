@@ -20,6 +20,10 @@ Recognition order, first match wins:
 4. ``blank-lines``: at least two blank-line separated pieces once prefaces and closings are removed.
 5. ``none``: a single unstructured blob becomes a single item (not an error).
 
+Before that, ``<think>…</think>`` blocks, anything before a stray ``</think>`` and everything after
+an unclosed ``<think>`` are removed, code fences are unwrapped, and a reasoning section that ends
+in a single header line ("Rebuttals:", "Final answer:") is dropped with that header.
+
 Text before the first item is dropped as a preface. A closing piece ("In conclusion, ...",
 "まとめると...", "以上", "Let me know ...") is dropped, as is a trailing unindented paragraph that
 only the last item has. Neither rule ever drops the only remaining content.

@@ -98,8 +98,8 @@ class CheckConfig:
     leakage_cue_overlap: float = 0.5  # ... when the reasoning sentence has an answer cue ("so", "therefore")
     leakage_min_sentence_units: int = 2  # response sentences with fewer content units are not compared
     leakage_question_margin: float = 0.34  # overlap must beat the question's own overlap by this much
-    # shared phrases absent from the question: one run of `leakage_min_phrase_words` content words,
-    # or `leakage_min_total_phrase_words` words over runs of at least two
+    # shared phrases absent from the question: one run of `leakage_min_phrase_words` content words (or a
+    # capitalized name of two), or `leakage_min_total_phrase_words` words over runs of at least two
     leakage_min_phrase_words: int = 3
     leakage_min_total_phrase_words: int = 5
     # the same for Japanese, counted in kanji/katakana characters
@@ -138,7 +138,7 @@ _STOPWORDS = frozenset(
 # function-like hiragana bigrams that say nothing about content
 _STOP_BIGRAMS = frozenset(
     "です ます でし まし した して する ある いる ので から ため こと もの よう ょう この その あの など "
-    "には では とは でも ても には への への について てい いま ます れる られ せる なる なり".split()
+    "には では とは でも ても への てい いま れる られ せる なる なり".split()
 )
 _NUMBER_RE = re.compile(r"(?<![A-Za-z0-9.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![0-9]|[.,]\d)")
 _LIST_MARKER_RE = re.compile(r"^\s*\d+[.)]\s", re.MULTILINE)
@@ -386,7 +386,9 @@ def _repetition_tokens(text: str) -> tuple[list[_Token], bool]:
     return [_Token(m.group().lower(), m.start(), m.end()) for m in re.finditer(_WORD, text)], False
 
 
-def _tandem_repeat(tokens: Sequence[_Token], min_tokens: int, config: CheckConfig) -> tuple[int, int, int] | None:
+def _tandem_repeat(
+    tokens: Sequence[_Token], min_tokens: int, config: CheckConfig
+) -> tuple[int, int, int] | None:
     """(first token, period, copies) of a block repeated back to back more than the allowed times."""
     keys = [t.key for t in tokens]
     for period in range(1, config.repetition_max_period + 1):
@@ -399,7 +401,9 @@ def _tandem_repeat(tokens: Sequence[_Token], min_tokens: int, config: CheckConfi
     return None
 
 
-def _windowed_ngram(tokens: Sequence[_Token], n: int, cjk: bool, config: CheckConfig) -> tuple[int, int] | None:
+def _windowed_ngram(
+    tokens: Sequence[_Token], n: int, cjk: bool, config: CheckConfig
+) -> tuple[int, int] | None:
     """(first token, occurrences) of an n-gram occurring too often within the window."""
     window = config.repetition_window * (2 if cjk else 1)
     positions: dict[tuple[str, ...], list[int]] = defaultdict(list)
@@ -438,7 +442,9 @@ def _check_repetition(reasoning: str, config: CheckConfig) -> Flag | None:
     if tandem:
         first, period, copies = tandem
         s, e = tokens[first].start, tokens[first + period - 1].end
-        return Flag("repetition", f"'{reasoning[s:e]}' repeated {copies} times in a row", reasoning[s:e], s, e)
+        return Flag(
+            "repetition", f"'{reasoning[s:e]}' repeated {copies} times in a row", reasoning[s:e], s, e
+        )
     windowed = _windowed_ngram(tokens, n, cjk, config)
     if windowed:
         first, count = windowed
@@ -468,13 +474,17 @@ class _Texts:
     response: str  # normalized
     question: str  # normalized
     reasoning_sentences: tuple[tuple[int, int], ...]
+    response_names: frozenset[str] = frozenset()  # words of multi-word capitalized names in the response
 
 
-_HEDGES = r"(?:about|approximately|approx\.?|around|roughly|exactly|nearly|almost|just|only|simply|precisely)"
+_HEDGES = (
+    r"(?:about|approximately|approx\.?|around|roughly|exactly|nearly|almost|just|only|simply|precisely|"
+    r"definitely|certainly|surely|indeed|clearly)"
+)
 _EN_CUE_BEFORE_RE = re.compile(
     r"(?:\b(?:is|are|was|were|be|equals?|equal to|gives?|giving|yields?|makes?|leaves?|left with|means?|"
     r"answer|result|total(?:s| of)?|therefore|thus|hence|so|get|becomes?|comes to)\b|[=:≈→])"
-    rf"\s*(?:(?:{_HEDGES}|the|a|an)\s+)*[\"'“«「『(~]?\s*$"
+    rf"\s*(?:(?:{_HEDGES}|the|a|an)\s+)*[\"'“«「『(~$€£¥]?\s*$"
 )
 _JA_CUE_BEFORE_RE = re.compile(
     r"(?:答え|正解|解答|結論|結果|合計|全部で|つまり|したがって|従って|よって|すなわち|なので|約|計)"
@@ -484,7 +494,9 @@ _HYPOTHETICAL_RE = re.compile(
     r"\b(?:whether|if|unless|suppose|supposing|assume|assuming|check|test|decide|determine)\b"
 )
 _JA_NUMBER_CUE_RE = re.compile(r"(?:は|が|で|=|:|約|計)\s*$")
-_JA_COPULA_AFTER_RE = re.compile(r"^[」』\"]?\s*(?:です|だ|である|となり|になり|でしょう|と言え|といえ|と考えられ)")
+_JA_COPULA_AFTER_RE = re.compile(
+    r"^[」』\"]?\s*(?:です|だ|である|となり|になり|でしょう|と言え|といえ|と考えられ)"
+)
 _STRONG_CUE_RE = re.compile(
     r"\b(?:therefore|thus|hence|so|answer|result|conclude|conclusion|in total|altogether|which means)\b|"
     r"答え|正解|結論|したがって|従って|よって|つまり|なので|合計"
@@ -494,7 +506,7 @@ _QUOTE_RE = re.compile(
     r"|(?<![^\W_])'([^'\n]{1,80})'(?![^\W_])"
 )
 _EN_EXPLICIT_RE = re.compile(
-    r"\b(?:(?:the|my|our|final|correct|right)\s+)*(?:answer|result|solution)\s*"
+    r"\b(?:(?:the|my|our|final|correct|right)\s+)*(?:answer|result|solution|option|choice)\s*"
     r"(?:is|would be|will be|should be|=|:)\s*(?P<x>[^.\n!?;]{1,80})"
 )
 _JA_EXPLICIT_RE = re.compile(r"(?:最終的な)?(?:答え|正解|解答|結論)\s*(?:は|:|=)\s*(?P<x>[^。\n、!?]{1,40})")
@@ -521,10 +533,12 @@ def _numbers(text: str) -> list[tuple[Decimal, int, int]]:
 
 
 def _unit_after(text: str, end: int) -> str:
-    m = re.match(rf"\s*(?:(?P<w>{_WORD})|(?P<c>[{_CJK}]))", text[end : end + 40])
+    """The word (or CJK character) right after a number: "7 fruits" -> "fruit", "560円" -> "円"."""
+    m = re.match(rf"[ \t\u3000]*(?:(?P<w>(?=[^\W\d_]){_WORD})|(?P<c>[{_CJK}]))", text[end : end + 40])
     if not m:
         return ""
-    return _stem(m.group("w")) if m.group("w") else m.group("c")
+    unit = _stem(m.group("w")) if m.group("w") else m.group("c")
+    return "" if unit in _STOPWORDS else unit
 
 
 def _number_cue_before(text: str, start: int) -> bool:
@@ -537,8 +551,8 @@ def _response_numbers(response: str, question: str) -> dict[Decimal, set[str]]:
     in_question = {v for v, _, _ in _numbers(question)}
     markers = {m.end() - 2 for m in _LIST_MARKER_RE.finditer(response)}
     found: dict[Decimal, set[str]] = defaultdict(set)
-    for value, start, end in _numbers(response):
-        if value in in_question or end - 1 in markers:
+    for value, _start, end in _numbers(response):
+        if value in in_question or end in markers:
             continue
         found[value].add(_unit_after(response, end))
     return found
@@ -612,7 +626,10 @@ def _phrase_evidence(
                 continue
             clause = min(clause, near)
         cue = " stated as the answer" if need_cue else ""
-        if texts.reasoning[end : end + 1] in _CLOSING_QUOTES and texts.reasoning[start - 1 : start] in _OPENING_QUOTES:
+        if (
+            texts.reasoning[end : end + 1] in _CLOSING_QUOTES
+            and texts.reasoning[start - 1 : start] in _OPENING_QUOTES
+        ):
             end += 1
         return _Evidence(f"reasoning contains {what} '{phrase}'{cue}", clause, end)
     return None
@@ -650,9 +667,10 @@ def _explicit_is_concrete(x: str, has_response: bool) -> bool:
         x = _JA_EXPLICIT_END_RE.sub("", x).strip()
         return bool(x) and len(x) <= 20 and not _JA_VAGUE_START_RE.match(x)
     words = x.split()
-    if words[0] in _EN_VAGUE_START:
+    first = words[0].strip(",:;\"'“”")
+    if first in _EN_VAGUE_START:
         return False
-    if re.search(r"\d", x) or words[0] in {"yes", "no", "true", "false"}:
+    if re.search(r"\d", x) or first in _POLARITY:
         return True
     return len(words) <= (3 if not has_response else 4)
 
@@ -662,7 +680,9 @@ def _explicit_evidence(texts: _Texts) -> _Evidence | None:
         for m in regex.finditer(texts.reasoning):
             if _explicit_is_concrete(m.group("x"), bool(texts.response.strip())):
                 end = m.start("x") + len(m.group("x").rstrip())
-                return _Evidence(f"reasoning states an answer: '{texts.reasoning[m.start() : end]}'", m.start(), end)
+                return _Evidence(
+                    f"reasoning states an answer: '{texts.reasoning[m.start() : end]}'", m.start(), end
+                )
     return None
 
 
@@ -696,24 +716,45 @@ def _answer_phrase(sentence: str, texts: _Texts, config: CheckConfig) -> tuple[s
     return phrase, subject_units
 
 
+_POLARITY = frozenset({"yes", "no", "true", "false", "はい", "いいえ"})
+_CLAUSE_BREAK_RE = re.compile(
+    r"\s*(?:[,;、]|\b(?:and|but|because|since|while|although|though|whereas|so)\b)\s*"
+)
+
+
 def _claims(text: str) -> list[str]:
     """The response's first and last sentences, and their clauses ("Bob is the liar", "Alice tells ...")."""
     claims: list[str] = []
     for sentence in _key_sentences(text):
         claims.append(sentence)
-        clauses = [c for c in re.split(r"\s*(?:[,;、]|\band\b|\bbut\b)\s*", sentence) if c]
+        clauses = [c for c in _CLAUSE_BREAK_RE.split(sentence) if c]
         claims.extend(clauses if len(clauses) > 1 else [])
     return list(dict.fromkeys(claims))
 
 
+def _short_answer(texts: _Texts, config: CheckConfig) -> tuple[str, frozenset[str]] | None:
+    """A response of a few words ("Negative.", "B) Carbon dioxide", "cat") is the answer phrase itself."""
+    text = re.sub(r"^\s*[a-e][).:]\s+", "", texts.response).strip(" .!?。\"'“”「」『』«»\n")
+    too_long = (
+        len(text) > 20 if _is_cjk_text(text) else len(text.split()) > config.leakage_max_answer_words // 2 + 1
+    )
+    if not text or too_long or _NUMBER_RE.fullmatch(text) or not _units(text):
+        return None
+    if _squash(text) in _POLARITY or re.fullmatch(r"[a-z]", text):
+        return None  # "No." / "B": too common to spot; only explicit "the answer is no" counts
+    return text, frozenset()
+
+
 def _answer_phrase_evidence(texts: _Texts, config: CheckConfig) -> _Evidence | None:
-    for sentence in _claims(texts.response):
-        found = _answer_phrase(sentence, texts, config)
+    candidates = [_answer_phrase(sentence, texts, config) for sentence in _claims(texts.response)]
+    for found in [_short_answer(texts, config), *candidates]:
         if found is None:
             continue
         phrase, subject = found
         if _in_question(texts, phrase) or not _is_distinctive(phrase):
-            evidence = _phrase_evidence(texts, phrase, "the response's answer", need_cue=True, subject=subject)
+            evidence = _phrase_evidence(
+                texts, phrase, "the response's answer", need_cue=True, subject=subject
+            )
         else:
             evidence = _phrase_evidence(texts, phrase, "the response's answer", need_cue=False)
         if evidence:
@@ -723,7 +764,9 @@ def _answer_phrase_evidence(texts: _Texts, config: CheckConfig) -> _Evidence | N
 
 def _sentence_overlap_evidence(texts: _Texts, config: CheckConfig) -> _Evidence | None:
     question_keys = {u.key for u in _units(texts.question)}
-    question_sentences = [[u.key for u in _units(texts.question, s, e)] for s, e in _sentences(texts.question)]
+    question_sentences = [
+        [u.key for u in _units(texts.question, s, e)] for s, e in _sentences(texts.question)
+    ]
     for which, sentence in zip(("first", "last"), _key_sentences(texts.response), strict=False):
         target = [u.key for u in _units(sentence)]
         if len(target) < config.leakage_min_sentence_units:
@@ -745,25 +788,22 @@ def _sentence_overlap_evidence(texts: _Texts, config: CheckConfig) -> _Evidence 
 
 
 def _word_runs(texts: _Texts) -> list[list[str]]:
-    """Runs of the response's content words whose bigrams all occur in the reasoning, not all in the question."""
+    """Runs of the response's content words whose bigrams all occur in the reasoning and that hold a word
+    absent from the question."""
     response = [u.key for u in _units(texts.response) if not _CJK_RUN_RE.fullmatch(u.key)]
     reasoning = _bigrams([u.key for u in _units(texts.reasoning) if not _CJK_RUN_RE.fullmatch(u.key)])
-    question = _bigrams([u.key for u in _units(texts.question) if not _CJK_RUN_RE.fullmatch(u.key)])
+    question_words = {u.key for u in _units(texts.question)}
     runs: list[list[str]] = []
     current: list[str] = []
-    novel = False
     for pair in zip(response, response[1:], strict=False):
         if pair in reasoning:
             current = current or [pair[0]]
             current.append(pair[1])
-            novel = novel or pair not in question
             continue
-        if current and novel:
-            runs.append(current)
-        current, novel = [], False
-    if current and novel:
         runs.append(current)
-    return runs
+        current = []
+    runs.append(current)
+    return [run for run in runs if any(key not in question_words for key in run)]
 
 
 def _cjk_runs(texts: _Texts) -> list[str]:
@@ -800,12 +840,19 @@ def _locate_words(texts: _Texts, run: Sequence[str]) -> tuple[int, int]:
 
 def _shared_phrase_evidence(texts: _Texts, config: CheckConfig) -> _Evidence | None:
     runs = _word_runs(texts)
-    long_runs = [r for r in runs if len(r) >= config.leakage_min_phrase_words]
+    long_runs = [
+        r
+        for r in runs
+        if len(r) >= config.leakage_min_phrase_words
+        or (len(r) >= 2 and all(k in texts.response_names for k in r))
+    ]
     if long_runs or sum(len(r) for r in runs) >= config.leakage_min_total_phrase_words:
         best = max(runs, key=len)
         start, end = _locate_words(texts, best)
         shown = "; ".join(" ".join(r) for r in runs[:4])
-        return _Evidence(f"reasoning shares the response's phrases absent from the question: {shown}", start, end)
+        return _Evidence(
+            f"reasoning shares the response's phrases absent from the question: {shown}", start, end
+        )
     pieces = [p for p in _cjk_runs(texts) if _content_chars(p) >= 2]
     long_pieces = [p for p in pieces if _content_chars(p) >= config.leakage_min_cjk_chars]
     total = sum(_content_chars(p) for p in pieces if _content_chars(p) >= 3)
@@ -848,9 +895,13 @@ def _leakage_evidence(texts: _Texts, reference: str | None, config: CheckConfig)
             return found
     has_response = bool(texts.response.strip())
     checks = [
-        lambda: _number_evidence(texts, _response_numbers(texts.response, texts.question), "the response's", config)
-        if has_response
-        else None,
+        lambda: (
+            _number_evidence(
+                texts, _response_numbers(texts.response, texts.question), "the response's", config
+            )
+            if has_response
+            else None
+        ),
         lambda: _quote_evidence(texts, config) if has_response else None,
         lambda: _explicit_evidence(texts),
         lambda: _answer_phrase_evidence(texts, config) if has_response else None,
@@ -864,11 +915,29 @@ def _leakage_evidence(texts: _Texts, reference: str | None, config: CheckConfig)
     return None
 
 
+def _name_keys(raw: str | None) -> frozenset[str]:
+    """Stemmed words of capitalized sequences of two or more words ("Jane Austen", "Fushimi Inari Shrine")."""
+    raw = raw or ""
+    keys: set[str] = set()
+    run: list[re.Match[str]] = []
+    for m in [*re.finditer(_WORD, raw), None]:
+        adjacent = m is not None and run and raw[run[-1].end() : m.start()] == " "
+        if m is not None and m.group()[0].isupper() and (adjacent or not run):
+            run.append(m)
+            continue
+        if len(run) >= 2:
+            keys.update(_stem(_norm(w.group())) for w in run)
+        run = [m] if m is not None and m.group()[0].isupper() else []
+    return frozenset(keys)
+
+
 def _check_leakage(
     reasoning: str, response: str | None, question: str, reference: str | None, config: CheckConfig
 ) -> Flag | None:
     norm = _normalize(reasoning)
-    texts = _Texts(norm.text, _norm(response), _norm(question), tuple(_sentences(norm.text)))
+    texts = _Texts(
+        norm.text, _norm(response), _norm(question), tuple(_sentences(norm.text)), _name_keys(response)
+    )
     found = _leakage_evidence(texts, reference, config)
     if found is None:
         return None

@@ -35,7 +35,7 @@ class HFEngine(Engine):
     def __init__(self, spec: ModelSpec, *, device: str | None = None, dtype: str = "auto",
                  load_in_4bit: bool = False, load_in_8bit: bool = False, merge_adapter: bool = False,
                  batch_size: int | None = None, max_batch_tokens: int | None = None, batching: str = "auto",
-                 compile: bool = False) -> None:
+                 compile: bool = False, ignore_eos: bool = False) -> None:
         import torch
         from transformers.utils import logging as hf_logging
 
@@ -61,7 +61,7 @@ class HFEngine(Engine):
         self.model.eval()
         if compile:
             self.model.forward = torch.compile(self.model.forward, dynamic=True)
-        self.eos_ids = self._eos_ids()
+        self.eos_ids = [] if ignore_eos else self._eos_ids()  # ignore_eos: fixed-length runs for benchmarks
         self.special_tokens = list(self.tokenizer.all_special_tokens)
 
     # -- loading ---------------------------------------------------------------

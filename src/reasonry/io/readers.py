@@ -713,8 +713,8 @@ def _pick_split(splits: list[str], sheet: str | int | None, label: str) -> str:
             return "train" if "train" in splits else splits[0]
     elif isinstance(sheet, str) and sheet in splits:
         return sheet
-    elif isinstance(sheet, int) and 0 <= sheet < len(splits):
-        return splits[sheet]
+    elif (isinstance(sheet, int) or sheet.isdigit()) and 0 <= int(sheet) < len(splits):
+        return splits[int(sheet)]
     wanted = "no 'train' split" if sheet is None else f"no split '{sheet}'"
     raise InputError(f"{label}: {wanted}; name one with --sheet; splits are: {', '.join(splits)}")
 
