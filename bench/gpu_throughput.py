@@ -192,7 +192,7 @@ def main() -> None:
     if "reasonry" not in skip:
         e2e = reasonry_e2e(folder, texts, args.new_tokens, work)
         step_seconds = args.new_tokens and (e2e["generated"] / e2e["tok_s"]) / args.new_tokens
-        e2e["bandwidth_fraction"] = (weight_bytes / bandwidth * 2) / step_seconds  # copy counts read+write
+        e2e["bandwidth_fraction"] = (weight_bytes / bandwidth) / step_seconds  # bandwidth: bytes read + written by a copy
         rows["c_reasonry_generate"] = {**e2e, "what": "reasonry generate, hf engine, store + jsonl output"}
         print(rows["c_reasonry_generate"], flush=True)
     best_b = max((r["tok_s"] for k, r in rows.items() if k.startswith("b_") and r["tok_s"]), default=None)
