@@ -117,7 +117,9 @@ def reasonry_e2e(folder: Path, texts: list[str], new_tokens: int, work: Path, **
     from reasonry.tasks import generate as generate_module
 
     questions = work / "q.jsonl"
-    questions.write_text("\n".join(json.dumps({"seq": i, "question": t}) for i, t in enumerate(texts)), encoding="utf-8")
+    questions.write_text("\n".join(json.dumps({"seq": i, "question": t if i < 512 else f"{i} {t}"})
+                                   for i, t in enumerate(texts)),
+                         encoding="utf-8")
     template = work / "plain.j2"
     template.write_text("{{ instruction }}", encoding="utf-8")
     params = reasonry.SamplingParams(max_new_tokens=new_tokens, **SEED_SAMPLING)
@@ -190,11 +192,17 @@ def main() -> None:
     del model
     torch.cuda.empty_cache()
     if "reasonry" not in skip:
-        e2e = reasonry_e2e(folder, texts, args.new_tokens, work)
-        step_seconds = args.new_tokens and (e2e["generated"] / e2e["tok_s"]) / args.new_tokens
-        e2e["bandwidth_fraction"] = (weight_bytes / bandwidth) / step_seconds  # bandwidth: bytes read + written by a copy
-        rows["c_reasonry_generate"] = {**e2e, "what": "reasonry generate, hf engine, store + jsonl output"}
-        print(rows["c_reasonry_generate"], flush=True)
+        variants = {"c_reasonry_generate": {}, "c_reasonry_bs256": {"batch_size": 256},
+                    "c_reasonry_bs1024_x2": {"batch_size": 1024}}
+        for name, engine in variants.items():
+            count = 2 if name.endswith("_x2") else 1
+            e2e = reasonry_e2e(folder, texts * count, args.new_tokens, work, **engine)
+            step_seconds = (e2e["generated"] / e2e["tok_s"]) / args.new_tokens / (count * len(texts) / max(
+                1, min(engine.get("batch_size", 512), count * len(texts))))
+            e2e["bandwidth_fraction"] = (weight_bytes / bandwidth) / step_seconds  # bandwidth: bytes read + written
+            label = f"reasonry generate, hf engine, store + jsonl output, {engine or 'defaults (batch 512)'}"
+            rows[name] = {**e2e, "what": label + (f", {count * len(texts)} prompts" if count > 1 else "")}
+            print(name, {k: v for k, v in rows[name].items() if k != "summary"}, flush=True)
     best_b = max((r["tok_s"] for k, r in rows.items() if k.startswith("b_") and r["tok_s"]), default=None)
     report = {
         "date": dt.date.today().isoformat(), "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,

@@ -159,11 +159,7 @@ class HFEngine(Engine):
         mask = torch.ones_like(step_input)
         step_position = torch.arange(len(ids), device=device)[None, :]
         seeds = torch.tensor([request_seed(params.seed, request.sample_index, text)], dtype=torch.long, device=device)
-        vocab = self.model.get_output_embeddings().weight.shape[0]
-        seen = None
-        if params.repetition_penalty != 1.0:
-            seen = torch.zeros((1, vocab), dtype=torch.bool, device=device)
-            seen[0, step_input[0].clamp(max=vocab - 1)] = True
+        seen = step_input if params.repetition_penalty != 1.0 else None
         cache = DynamicCache()
         tokens: list[int] = []
         hit_eos = False
@@ -182,7 +178,7 @@ class HFEngine(Engine):
                 hit_eos = True
                 break
             if seen is not None:
-                seen[0, token] = True
+                seen = torch.cat([seen, chosen[:, None]], dim=1)
             shown = strip_special_tokens(self.tokenizer.decode(tokens, skip_special_tokens=False), self.special_tokens)
             stops = [shown.index(s) for s in params.stop if s and s in shown]
             if stops:
@@ -273,11 +269,11 @@ class HFEngine(Engine):
         input_ids, mask = input_ids.to(device), mask.to(device)
         seeds = torch.tensor([request_seed(params.seed, req.sample_index, text) for req, text, _ in batch],
                              dtype=torch.long, device=device)
-        vocab = self.model.get_output_embeddings().weight.shape[0]
-        seen = None
+        history = None
         if params.repetition_penalty != 1.0:
-            seen = torch.zeros((len(batch), vocab), dtype=torch.bool, device=device)
-            seen.scatter_(1, input_ids.clamp(max=vocab - 1), mask.bool())
+            # Prompt + output ids per row; padding positions repeat the row's last prompt token (no effect).
+            history = torch.empty((len(batch), width + params.max_new_tokens), dtype=torch.long, device=device)
+            history[:, :width] = torch.where(mask.bool(), input_ids, input_ids[:, -1:])
         eos = torch.tensor(self.eos_ids or [-1], device=device)
         alive = torch.arange(len(batch), device=device)  # rows of the full batch still decoding
         outputs = torch.full((len(batch), params.max_new_tokens), -1, dtype=torch.long, device=device)
@@ -289,25 +285,28 @@ class HFEngine(Engine):
             out = self.model(input_ids=step_input, attention_mask=mask, position_ids=step_position,
                              past_key_values=cache, use_cache=True, logits_to_keep=1)
             logits = out.logits[:, -1, :].float()
+            seen = history[:, : width + step] if history is not None else None
             chosen = select_tokens(logits, seen, seeds, step, temperature=params.temperature, top_k=params.top_k,
                                    top_p=params.top_p, repetition_penalty=params.repetition_penalty)
             outputs[alive, step] = chosen
+            if history is not None:
+                history[:, width + step] = chosen
             finished_now = torch.isin(chosen, eos)
             done[alive] |= finished_now
-            if seen is not None:
-                seen.scatter_(1, chosen[:, None], True)
             if step + 1 == params.max_new_tokens:
                 break
-            keep = ~finished_now
-            if not bool(keep.any()):
-                break
-            if int(keep.sum()) <= len(alive) // 2:
-                index = keep.nonzero().squeeze(-1)
-                cache.batch_select_indices(index)
-                alive, chosen, mask, seeds = alive[index], chosen[index], mask[index], seeds[index]
-                step_position = step_position[index]
-                if seen is not None:
-                    seen = seen[index]
+            if self.eos_ids:
+                keep = ~finished_now
+                remaining = int(keep.sum())
+                if remaining == 0:
+                    break
+                if remaining <= len(alive) // 2:
+                    index = keep.nonzero().squeeze(-1)
+                    cache.batch_select_indices(index)
+                    alive, chosen, mask, seeds = alive[index], chosen[index], mask[index], seeds[index]
+                    step_position = step_position[index]
+                    if history is not None:
+                        history = history[index]
             mask = torch.cat([mask, torch.ones((len(alive), 1), dtype=mask.dtype, device=device)], dim=1)
             step_position = step_position[:, -1:] + 1
             step_input = chosen[:, None]

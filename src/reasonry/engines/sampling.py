@@ -36,20 +36,22 @@ def hashed_uniform(seeds: torch.Tensor, step: int, token_ids: torch.Tensor) -> t
     return ((_logical_shift(x, 11) & _LOW53).to(torch.float64) + 0.5) / float(1 << 53)
 
 
-def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+def apply_repetition_penalty(logits: torch.Tensor, history: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Penalise every token id in `history` [B, L] (prompt + output so far, no padding ids), in place."""
     if penalty == 1.0:
         return logits
-    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
-    return torch.where(seen, penalised, logits)
+    values = logits.gather(1, history)
+    values = torch.where(values < 0, values * penalty, values / penalty)
+    return logits.scatter_(1, history, values)
 
 
 def select_tokens(
-    logits: torch.Tensor, seen: torch.Tensor | None, seeds: torch.Tensor, step: int, *,
+    logits: torch.Tensor, history: torch.Tensor | None, seeds: torch.Tensor, step: int, *,
     temperature: float, top_k: int, top_p: float, repetition_penalty: float,
 ) -> torch.Tensor:
     """Next token per row of `logits` [B, V] (float32)."""
-    if seen is not None:
-        logits = apply_repetition_penalty(logits, seen, repetition_penalty)
+    if history is not None:
+        logits = apply_repetition_penalty(logits, history, repetition_penalty)
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits / temperature

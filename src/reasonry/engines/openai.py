@@ -1,0 +1,540 @@
+"""Engine for any OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama, `transformers serve`, hosted APIs).
+
+`generate` is synchronous for its caller: an asyncio loop in a background thread sends requests through one
+aiohttp session (at most `concurrency` in flight), pulls requests lazily from the caller's iterator on one
+feeder thread, and hands results back through a queue in completion order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from reasonry.config import ModelSpec
+from reasonry.engines.base import Engine, Request, Result
+from reasonry.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Sampling fields outside the OpenAI schema; servers that reject them get requests without them (one warning).
+EXTRA_SAMPLING_FIELDS = ("top_k", "repetition_penalty")
+MAX_RETRY_AFTER_S = 300.0
+_DONE = object()
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Rejected(Exception):
+    def __init__(self, message: str, unexpected: set[str] | None = None) -> None:
+        super().__init__(message)
+        self.unexpected = unexpected or set()
+
+
+def api_root(base_url: str) -> str:
+    """`http://host:8000` and `http://host:8000/v1/` both become `http://host:8000/v1`."""
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"openai base URL {base_url!r}: expected http://host:port/v1 or https://…")
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def resolve_api_key(api_key: str | None, api_key_env: str | None) -> str | None:
+    if api_key:
+        return api_key
+    if api_key_env:
+        value = os.environ.get(api_key_env)
+        if not value:
+            raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is empty or unset; "
+                              f"export {api_key_env}=YOUR_KEY first")
+        return value
+    return os.environ.get("OPENAI_API_KEY") or None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class TokenBucket:
+    """At most `per_minute` units a minute, refilled continuously; bursts up to one second's worth."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate)
+        self.level = self.capacity
+        self.stamp = time.monotonic()
+
+    async def take(self, amount: float) -> None:
+        need = min(amount, self.capacity)  # a request bigger than the bucket waits for a full bucket
+        while True:
+            now = time.monotonic()
+            self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.level >= need:
+                self.level -= amount
+                return
+            await asyncio.sleep((need - self.level) / self.rate)
+
+
+class OpenAIEngine(Engine):
+    def __init__(self, spec: ModelSpec, *, api_key: str | None = None, api_key_env: str | None = None,
+                 concurrency: int = 64, rpm: int | None = None, tpm: int | None = None, timeout: float = 120.0,
+                 max_retries: int = 5, chat: bool = False, backoff_base: float = 0.5,
+                 backoff_max: float = 30.0) -> None:
+        if not spec.base_url:
+            raise ConfigError(f"--model {spec}: no server address; write openai:MODEL@http://host:port/v1")
+        _check_positive(concurrency=concurrency, timeout=timeout, rpm=rpm, tpm=tpm)
+        if max_retries < 0:
+            raise ConfigError("--max-retries must be >= 0")
+        self.spec = spec
+        self.root = api_root(spec.base_url)
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.chat = chat
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._secret = resolve_api_key(api_key, api_key_env)
+        self._headers = {"Content-Type": "application/json"}
+        if self._secret:
+            self._headers["Authorization"] = f"Bearer {self._secret}"
+        self._rpm = TokenBucket(rpm) if rpm else None
+        self._tpm = TokenBucket(tpm) if tpm else None
+        self._paused_until = 0.0
+        self.dropped_fields: set[str] = set()
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIEngine({self.spec.model!r} @ {self.root}, concurrency={self.concurrency})"
+
+    # -- Engine ------------------------------------------------------------------
+    def render_chat(self, messages: list[dict[str, str]], prefill: str | None = None) -> str | None:
+        return None  # the server applies its chat template; requests keep their messages
+
+    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        run = _Run(self, iter(requests))
+        run.start()
+        try:
+            while (item := run.next_item()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                run.consumed()
+        except KeyboardInterrupt:
+            run.stop()
+            yield from run.finished_leftovers()  # finished before Ctrl-C: the caller still stores them
+            raise
+        finally:
+            run.stop()
+
+    def stream(self, request: Request) -> Iterator[str | Result]:
+        """Yield raw text pieces as the server streams them (a reasoning arrives inside `<think>…</think>`,
+        as in Result.raw_text), then the final Result."""
+        pieces: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        holder: dict[str, Any] = {}
+
+        async def main() -> None:
+            holder["loop"], holder["task"] = asyncio.get_running_loop(), asyncio.current_task()
+            async with self._session(1) as session:
+                pieces.put(await self._stream_call(session, request, pieces.put))
+
+        thread = threading.Thread(target=_run_loop, args=(main, pieces.put), daemon=True, name="reasonry-stream")
+        thread.start()
+        try:
+            while (item := _get(pieces)) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if thread.is_alive() and "loop" in holder:
+                holder["loop"].call_soon_threadsafe(holder["task"].cancel)
+            thread.join(timeout=10)
+
+    # -- one request ---------------------------------------------------------------
+    def _session(self, connections: int) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=connections, ttl_dns_cache=300)
+        return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                     headers=self._headers)
+
+    def payload(self, request: Request, *, stream: bool = False) -> tuple[str, dict[str, Any]]:
+        """(endpoint path, JSON body) for a request: `messages` go to chat/completions, `prompt` to completions."""
+        params = request.params
+        body: dict[str, Any] = {
+            "model": self.spec.model, "max_tokens": params.max_new_tokens, "temperature": params.temperature,
+            "top_p": params.top_p, "seed": params.seed + request.sample_index,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.top_k:
+            body["top_k"] = params.top_k
+        if params.repetition_penalty != 1.0:
+            body["repetition_penalty"] = params.repetition_penalty
+        for name in self.dropped_fields:
+            body.pop(name, None)
+        if stream:
+            body["stream"] = True
+        if request.messages is None:
+            body["prompt"] = (request.prompt or "") + (request.prefill or "")
+            return "/completions", body
+        messages = list(request.messages)
+        if request.prefill:
+            messages.append({"role": "assistant", "content": request.prefill})
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
+        body["messages"] = messages
+        return "/chat/completions", body
+
+    async def _call(self, session: aiohttp.ClientSession, request: Request) -> Result:
+        """Send one request with retries; every failure ends as a Result with `error`, never an exception."""
+        attempt = 0
+        while True:
+            path, body = self.payload(request)
+            started = time.perf_counter()
+            try:
+                await self._wait_for_limits(body)
+                data = await self._post(session, path, body)
+                return self._result(request, path, data, time.perf_counter() - started)
+            except _Retryable as exc:
+                if attempt >= self.max_retries:
+                    return self._error(request, f"{exc}; gave up after {attempt + 1} attempts")
+                await self._back_off(attempt, exc.retry_after)
+                attempt += 1
+            except _Rejected as exc:
+                if self._drop_fields(exc.unexpected, body):
+                    continue
+                return self._error(request, str(exc))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug or an odd server must not stop the run
+                return self._error(request, f"{type(exc).__name__}: {exc}")
+
+    async def _post(self, session: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        url = self.root + path
+        try:
+            async with session.post(url, data=json.dumps(body, ensure_ascii=False).encode()) as response:
+                raw = await response.read()
+                if response.status == 200:
+                    return _json_object(raw, url)
+                _raise_for_status(response.status, response.headers.get("Retry-After"), raw, url)
+        except TimeoutError:
+            raise _Retryable(f"no answer from {url} within --timeout {self.timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise _Retryable(f"connection to {url} failed ({type(exc).__name__}: {exc})") from None
+        raise AssertionError("unreachable")
+
+    async def _wait_for_limits(self, body: dict[str, Any]) -> None:
+        pause = self._paused_until - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+        if self._rpm:
+            await self._rpm.take(1)
+        if self._tpm:
+            await self._tpm.take(estimate_tokens(body))
+
+    async def _back_off(self, attempt: int, retry_after: float | None) -> None:
+        delay = min(self.backoff_max, self.backoff_base * 2 ** attempt) * random.uniform(0.5, 1.0)
+        if retry_after is not None:
+            # The server said when: every request waits, not only this one.
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
+            self._paused_until = max(self._paused_until, time.monotonic() + delay)
+        await asyncio.sleep(delay)
+
+    def _drop_fields(self, unexpected: set[str], body: dict[str, Any]) -> bool:
+        droppable = {f for f in unexpected & set(EXTRA_SAMPLING_FIELDS) if f in body}
+        if not droppable:
+            return False
+        if droppable <= self.dropped_fields:  # another request already found out
+            return True
+        self.dropped_fields |= droppable
+        log.warning("%s rejects %s; sending requests without them (the server's defaults apply)",
+                    self.root, ", ".join(sorted(droppable)))
+        return True
+
+    def _result(self, request: Request, path: str, data: dict[str, Any], latency: float) -> Result:
+        try:
+            choice = data["choices"][0]
+            if path == "/completions":
+                text, reasoning = choice["text"] or "", None
+            else:
+                message = choice["message"]
+                text = message.get("content") or ""
+                reasoning = message.get("reasoning_content") or message.get("reasoning") or None
+        except (KeyError, IndexError, TypeError):
+            raise _Retryable(f"malformed answer from {self.root + path}: no choices[0] text") from None
+        usage = data.get("usage") or {}
+        return Result(
+            key=request.key, text=text, raw_text=raw_text(text, reasoning), reasoning=reasoning,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            finish_reason=choice.get("finish_reason") or "stop", latency_s=latency,
+        )
+
+    def _error(self, request: Request, message: str) -> Result:
+        if self._secret:
+            message = message.replace(self._secret, "***")
+        return Result(key=request.key, error=message, finish_reason="error")
+
+    # -- streaming ---------------------------------------------------------------
+    async def _stream_call(self, session: aiohttp.ClientSession, request: Request,
+                           emit: Callable[[str], None]) -> Result:
+        attempt = 0
+        while True:
+            path, body = self.payload(request, stream=True)
+            state = _StreamState(emit)
+            started = time.perf_counter()
+            try:
+                await self._wait_for_limits(body)
+                await self._stream_post(session, path, body, state)
+                return state.result(request.key, time.perf_counter() - started)
+            except _Retryable as exc:
+                if state.sent or attempt >= self.max_retries:
+                    return self._error(request, f"{exc}; stream stopped after {attempt + 1} attempts")
+                await self._back_off(attempt, exc.retry_after)
+                attempt += 1
+            except _Rejected as exc:
+                if self._drop_fields(exc.unexpected, body):
+                    continue
+                return self._error(request, str(exc))
+
+    async def _stream_post(self, session: aiohttp.ClientSession, path: str, body: dict[str, Any],
+                           state: _StreamState) -> None:
+        url = self.root + path
+        try:
+            async with session.post(url, data=json.dumps(body, ensure_ascii=False).encode()) as response:
+                if response.status != 200:
+                    _raise_for_status(response.status, response.headers.get("Retry-After"), await response.read(), url)
+                async for line in response.content:
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        return
+                    state.feed(_json_object(data, url), chat=path != "/completions")
+        except TimeoutError:
+            raise _Retryable(f"no answer from {url} within --timeout {self.timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise _Retryable(f"connection to {url} failed ({type(exc).__name__}: {exc})") from None
+
+
+class _StreamState:
+    """Collects streamed deltas; the emitted pieces join into the same raw_text `generate` would store."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.usage: dict[str, Any] = {}
+        self.finish = "stop"
+        self.sent = False
+
+    def feed(self, chunk: dict[str, Any], *, chat: bool) -> None:
+        self.usage = chunk.get("usage") or self.usage
+        for choice in chunk.get("choices") or []:
+            self.finish = choice.get("finish_reason") or self.finish
+            if not chat:
+                self._content(choice.get("text") or "")
+                continue
+            delta = choice.get("delta") or {}
+            thought = delta.get("reasoning_content") or delta.get("reasoning")
+            if thought:
+                self._send(("<think>\n" if not self.reasoning else "") + thought)
+                self.reasoning.append(thought)
+            self._content(delta.get("content") or "")
+
+    def _content(self, piece: str) -> None:
+        if not piece:
+            return
+        closing = "\n</think>\n\n" if self.reasoning and not self.text else ""
+        self.text.append(piece)
+        self._send(closing + piece)
+
+    def _send(self, piece: str) -> None:
+        self.sent = True
+        self.emit(piece)
+
+    def result(self, key: str, latency: float) -> Result:
+        text = "".join(self.text)
+        reasoning = "".join(self.reasoning) or None
+        return Result(key=key, text=text, raw_text=raw_text(text, reasoning), reasoning=reasoning,
+                      prompt_tokens=int(self.usage.get("prompt_tokens") or 0),
+                      completion_tokens=int(self.usage.get("completion_tokens") or 0),
+                      finish_reason=self.finish, latency_s=latency)
+
+
+class _Run:
+    """One `generate` call: the loop thread, the feeder thread and the results queue between them."""
+
+    def __init__(self, engine: OpenAIEngine, iterator: Iterator[Request]) -> None:
+        self.engine = engine
+        self.iterator = iterator
+        self.results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.window = 2 * engine.concurrency
+        self.low_water = self.window - max(1, self.window // 4)
+        self.pulled = 0
+        self.delivered = 0
+        self.stopping = False
+        self.waiting = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.room = asyncio.Event()
+        self.feeder = ThreadPoolExecutor(1, thread_name_prefix="reasonry-openai-feed")
+        self.thread = threading.Thread(target=_run_loop, args=(self._main, self.results.put), daemon=True,
+                                       name="reasonry-openai")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def next_item(self) -> Any:
+        return _get(self.results)
+
+    def consumed(self) -> None:
+        """The caller is done with one result: room for one more request to be pulled."""
+        self.delivered += 1
+        if self.waiting and self.pulled - self.delivered <= self.low_water and self.loop:
+            self.loop.call_soon_threadsafe(self.room.set)
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.thread.is_alive() and self.loop and self.task:
+            self.loop.call_soon_threadsafe(self.task.cancel)
+        self.thread.join(timeout=30)
+        self.feeder.shutdown(wait=True)
+
+    def finished_leftovers(self) -> Iterator[Result]:
+        while True:
+            try:
+                item = self.results.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, Result):
+                yield item
+
+    async def _main(self) -> None:
+        self.loop, self.task = asyncio.get_running_loop(), asyncio.current_task()
+        todo: asyncio.Queue[Request | None] = asyncio.Queue()
+        async with self.engine._session(self.engine.concurrency) as session:
+            workers = [asyncio.create_task(self._work(session, todo)) for _ in range(self.engine.concurrency)]
+            try:
+                await self._feed(todo)
+                for _ in workers:
+                    todo.put_nowait(None)
+                await asyncio.gather(*workers)
+            finally:
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _feed(self, todo: asyncio.Queue[Request | None]) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.stopping:
+            room = self.window - (self.pulled - self.delivered)
+            if room <= 0:
+                self.room.clear()
+                self.waiting = True
+                if self.pulled - self.delivered > self.low_water:
+                    await self.room.wait()
+                self.waiting = False
+                continue
+            batch = await loop.run_in_executor(self.feeder, _take, self.iterator, room)
+            if not batch:
+                return
+            self.pulled += len(batch)
+            for request in batch:
+                todo.put_nowait(request)
+
+    async def _work(self, session: aiohttp.ClientSession, todo: asyncio.Queue[Request | None]) -> None:
+        while (request := await todo.get()) is not None:
+            self.results.put(await self.engine._call(session, request))
+
+
+def _run_loop(main: Callable[[], Any], put: Callable[[Any], None]) -> None:
+    """Thread body: run `main` on a fresh loop; errors go to the consumer; always end with _DONE."""
+    try:
+        asyncio.run(main())
+    except asyncio.CancelledError:
+        pass
+    except BaseException as exc:  # handed to the consumer thread, which raises it
+        put(exc)
+    finally:
+        put(_DONE)
+
+
+def _get(items: queue.SimpleQueue[Any]) -> Any:
+    while True:  # a timeout keeps the wait interruptible by Ctrl-C on every platform
+        try:
+            return items.get(timeout=0.5)
+        except queue.Empty:
+            continue
+
+
+def _take(iterator: Iterator[Request], n: int) -> list[Request]:
+    return list(islice(iterator, n))
+
+
+def _json_object(raw: bytes, url: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise _Retryable(f"malformed JSON from {url}: {raw[:80]!r}") from None
+    if not isinstance(data, dict):
+        raise _Retryable(f"malformed answer from {url}: not a JSON object")
+    return data
+
+
+def _raise_for_status(status: int, retry_after: str | None, raw: bytes, url: str) -> None:
+    detail = raw[:300].decode("utf-8", "replace").strip()
+    if status in (408, 409, 429) or status >= 500:
+        raise _Retryable(f"HTTP {status} from {url}: {detail}", parse_retry_after(retry_after))
+    unexpected = {f for f in EXTRA_SAMPLING_FIELDS if f in detail} if status in (400, 422) else set()
+    hint = ""
+    if "continue_final_message" in detail:
+        hint = (" (this server cannot continue a prefilled assistant turn; for special mode use a server that"
+                " can, such as vLLM or SGLang, or a text --template without --chat)")
+    raise _Rejected(f"HTTP {status} from {url}: {detail}{hint}", unexpected)
+
+
+def raw_text(text: str, reasoning: str | None) -> str:
+    return f"<think>\n{reasoning}\n</think>\n\n{text}" if reasoning else text
+
+
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """What a request may cost against --tpm: about 4 characters a prompt token, plus max_tokens."""
+    if "prompt" in body:
+        chars = len(body["prompt"])
+    else:
+        chars = sum(len(str(m.get("content") or "")) for m in body["messages"])
+    return chars // 4 + 1 + int(body.get("max_tokens") or 0)
+
+
+def _check_positive(**values: float | None) -> None:
+    for name, value in values.items():
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{name} must be > 0 (got {value})")
