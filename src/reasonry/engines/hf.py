@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonry.config import ModelSpec, SamplingParams
+from reasonry.engines.attention import use_grouped_decode
 from reasonry.engines.base import Engine, Request, Result
 from reasonry.engines.sampling import request_seed, select_tokens
 from reasonry.errors import ConfigError, EngineError
@@ -59,6 +60,7 @@ class HFEngine(Engine):
         if spec.adapters:
             self.model = self._load_adapters(merge_adapter)
         self.model.eval()
+        self.grouped_attention = use_grouped_decode(self.model)
         if compile:
             self.model.forward = torch.compile(self.model.forward, dynamic=True)
         self.eos_ids = [] if ignore_eos else self._eos_ids()  # ignore_eos: fixed-length runs for benchmarks
