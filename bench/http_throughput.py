@@ -67,8 +67,24 @@ def write_questions(path: Path, rows: int) -> None:
             out.write(json.dumps({"seq": i, "question": f"Question {i}: what is {i} plus {i * 7 % 13}?"}) + "\n")
 
 
+def simulate_template_cache() -> None:
+    """Compile each template once instead of once per row: the fix proposed for prompts/library.py
+    (PromptTemplate.render and needs_reasoning re-parse the source on every call). Benchmark-only patch."""
+    import functools
+
+    from reasonry.prompts import library
+
+    compiled = functools.lru_cache(maxsize=64)(library.ENV.from_string)
+    variables = functools.lru_cache(maxsize=64)(lambda source: frozenset(library._variables(source)))
+    library.PromptTemplate.render = lambda self, **values: compiled(self.source).render(**values)
+    library.PromptTemplate.needs_reasoning = property(
+        lambda self: "reasoning" in variables(self.source) and self.produces == "response")
+
+
 def run_one(args: argparse.Namespace) -> None:
     """Child process: one generate() call; prints a JSON line with timings and its own resource use."""
+    if args.simulate_fix:
+        simulate_template_cache()
     from reasonry.tasks.generate import GenerateConfig, generate
 
     config = GenerateConfig(template="alpaca-reasoning",
@@ -83,7 +99,8 @@ def run_one(args: argparse.Namespace) -> None:
                       "generated": summary["generated"], "failed": summary["failed"]}))
 
 
-def scenario(name: str, rows: int, delay_ms: float, concurrency: int, work: Path) -> dict[str, Any]:
+def scenario(name: str, rows: int, delay_ms: float, concurrency: int, work: Path,
+             simulate_fix: bool = False) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     source, out, db = work / f"q{rows}.jsonl", work / f"{name}.jsonl", work / f"{name}.db"
     if not source.exists():
@@ -95,7 +112,7 @@ def scenario(name: str, rows: int, delay_ms: float, concurrency: int, work: Path
         server_cpu = server.cpu_seconds()
         child = subprocess.run(
             [sys.executable, __file__, "--one", "--input", str(source), "--out", str(out), "--db", str(db),
-             "--url", server.url, "--concurrency", str(concurrency)],
+             "--url", server.url, "--concurrency", str(concurrency)] + (["--simulate-fix"] if simulate_fix else []),
             capture_output=True, text=True, check=False)
         if child.returncode != 0:
             raise RuntimeError(f"{name}: generate failed:\n{child.stderr[-3000:]}")
@@ -108,7 +125,7 @@ def scenario(name: str, rows: int, delay_ms: float, concurrency: int, work: Path
     ideal = concurrency / (delay_ms / 1000) if delay_ms else None
     rate = rows / measured["seconds"]
     return {
-        "scenario": name, "rows": rows, "delay_ms": delay_ms, "concurrency": concurrency,
+        "scenario": name + (" (template fix)" if simulate_fix else ""), "rows": rows, "delay_ms": delay_ms, "concurrency": concurrency,
         "seconds": round(measured["seconds"], 2), "rows_per_s": round(rate),
         "ideal_ratio": round(rate / ideal, 2) if ideal else None,
         "lost": rows - len(set(seqs)), "duplicated": len(seqs) - len(set(seqs)),
@@ -166,6 +183,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("latency", "rows", "memory"), action="append")
     parser.add_argument("--work", type=Path, default=Path("/tmp/reasonry-bench"))
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--simulate-fix", action="store_true",
+                        help="compile templates once per run (the fix proposed for prompts/library.py)")
     args = parser.parse_args()
     if args.one:
         run_one(args)
@@ -177,7 +196,7 @@ def main() -> None:
     for kind, name, rows, delay in plan:
         if args.only and kind not in args.only:
             continue
-        result = scenario(name, rows, delay, args.concurrency, args.work)
+        result = scenario(name, rows, delay, args.concurrency, args.work, args.simulate_fix)
         print(json.dumps(result), flush=True)
         results.append(result)
     header = f"{SECTION}\n\nMeasured {time.strftime('%Y-%m-%d')} on {machine()}; `python bench/http_throughput.py`."
