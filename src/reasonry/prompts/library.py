@@ -20,6 +20,11 @@ BUILTIN_TEMPLATES: dict[str, tuple[str, str]] = {
     "alpaca-vanilla": ("response", "Seed 003 'vanilla' mode: instruction and input straight to ### Response:"),
     "alpaca-special": ("response", "Seed 003 'special' mode: a given reasoning, then ### Response:"),
     "fbq": ("questions", "Seed 003 FBQ_GVB_template.j2: N 'PARAGRAPH: ' fact-based questions from a CONTEXT answer"),
+    "ensemble": ("reasoning", "reasonry ensemble: merge numbered candidate reasonings into one that does not state the answer"),
+    "translate": ("response", "reasonry translate: the seed's translator role translating a text into another language"),
+    "rebuttal": ("reasoning", "Debate: reasoning about an answer's weak points, then '### Rebuttals:' and N 'PARAGRAPH: ' rebuttals"),
+    "debate-answer": ("reasoning", "Debate: seed 003 'reasoning' layout answering a question/rebuttal (optional system line first)"),
+    "judge": ("response", "Debate: score a question/rebuttal 1-10 for depth and novelty"),
 }
 
 ENV = ImmutableSandboxedEnvironment(

@@ -184,22 +184,8 @@ class Steerer:
         assert version is not None
         return version
 
-    def record(self, *, thread: str, parent_id: int | None, model: str, mode: str, question: str,
-               input_text: str, reasoning: str | None, response: str | None, raw_text: str | None,
-               params: Mapping[str, Any], seconds: float | None, prompt_tokens: int | None = None,
-               completion_tokens: int | None = None, edited: bool = False, note: str | None = None) -> Version:
-        """Store a version (generated here or elsewhere) and return it."""
-        with self.store.transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO steer_versions (thread, parent_id, created_at, model, mode, question, input, reasoning,"
-                " response, raw_text, params, seconds, prompt_tokens, completion_tokens, edited, note)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (thread, parent_id, time.time(), model, mode, question, input_text, reasoning, response, raw_text,
-                 json.dumps(dict(params), ensure_ascii=False), round(seconds, 4) if seconds is not None else None,
-                 prompt_tokens, completion_tokens, int(edited), note))
-            version_id = cursor.lastrowid
-        assert version_id is not None
-        return self.get(version_id)
+    def record(self, **fields: Any) -> Version:
+        return record_version(self.store, **fields)
 
     def get(self, version_id: int) -> Version:
         return get_version(self.store, version_id)
@@ -209,6 +195,24 @@ class Steerer:
 
     def accept(self, version_id: int, accepted: bool = True) -> Version:
         return accept(self.store, version_id, accepted)
+
+
+def record_version(store: Store, *, thread: str, parent_id: int | None, model: str, mode: str, question: str,
+                   input_text: str, reasoning: str | None, response: str | None, raw_text: str | None,
+                   params: Mapping[str, Any], seconds: float | None, prompt_tokens: int | None = None,
+                   completion_tokens: int | None = None, edited: bool = False, note: str | None = None) -> Version:
+    """Store a version (generated here or elsewhere) and return it."""
+    with store.transaction() as conn:
+        cursor = conn.execute(
+            "INSERT INTO steer_versions (thread, parent_id, created_at, model, mode, question, input, reasoning,"
+            " response, raw_text, params, seconds, prompt_tokens, completion_tokens, edited, note)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (thread, parent_id, time.time(), model, mode, question, input_text, reasoning, response, raw_text,
+             json.dumps(dict(params), ensure_ascii=False), round(seconds, 4) if seconds is not None else None,
+             prompt_tokens, completion_tokens, int(edited), note))
+        version_id = cursor.lastrowid
+    assert version_id is not None
+    return get_version(store, version_id)
 
 
 def get_version(store: Store, version_id: int) -> Version:
@@ -249,32 +253,43 @@ def accept(store: Store, version_id: int, accepted: bool = True) -> Version:
     return get_version(store, version_id)
 
 
-def original_of(store: Store, version: Version) -> Version:
-    """The first version of the edit chain `version` comes from (its root), or the thread's first version."""
-    current = version
-    seen = {current.id}
-    while current.parent_id is not None and current.parent_id not in seen:
+def chain(store: Store, version: Version) -> list[Version]:
+    """The edit chain ending at `version`, root first."""
+    versions = [version]
+    while versions[-1].parent_id is not None and len(versions) < 10_000:
         try:
-            current = get_version(store, current.parent_id)
+            parent = get_version(store, versions[-1].parent_id)
         except InputError:
             break
-        seen.add(current.id)
-    if current.id == version.id:
-        first = store.conn.execute("SELECT * FROM steer_versions WHERE thread=? ORDER BY id LIMIT 1",
-                                   (version.thread,)).fetchone()
-        current = Version.from_row(first)
-    return current
+        if parent.id in {v.id for v in versions}:
+            break
+        versions.append(parent)
+    return versions[::-1]
+
+
+def original_of(store: Store, version: Version) -> Version | None:
+    """The unsteered response `version` improves on: its chain's root when that has a response, else the
+    thread's first vanilla version of the same model, else the earliest earlier version in the chain with one."""
+    versions = chain(store, version)
+    if versions[0].id != version.id and versions[0].response:
+        return versions[0]
+    row = store.conn.execute("SELECT * FROM steer_versions WHERE thread=? AND model=? AND mode='vanilla' AND id<>?"
+                             " AND response IS NOT NULL AND response<>'' ORDER BY id LIMIT 1",
+                             (version.thread, version.model, version.id)).fetchone()
+    if row is not None:
+        return Version.from_row(row)
+    return next((v for v in versions[:-1] if v.response), None)
 
 
 def preference_pairs(store: Store) -> list[dict[str, Any]]:
     """One DPO pair per accepted version: chosen = the accepted version, rejected = the original it was
-    steered from. Pairs whose responses are identical or missing are skipped."""
+    steered from (see `original_of`). Pairs whose responses are identical or missing are skipped."""
     rows = store.conn.execute("SELECT * FROM steer_versions WHERE accepted=1 ORDER BY id").fetchall()
     pairs = []
     for row in rows:
         chosen = Version.from_row(row)
         rejected = original_of(store, chosen)
-        if rejected.id == chosen.id or not chosen.response or not rejected.response:
+        if rejected is None or not chosen.response or not rejected.response:
             continue
         if chosen.response.strip() == rejected.response.strip():
             continue

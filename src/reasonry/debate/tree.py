@@ -1,0 +1,123 @@
+"""Debate nodes in memory and in the `debate_nodes` table (idempotent writes, so reruns add no duplicates)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from reasonry.store import Store
+
+KINDS = ("root", "answer", "question", "rebuttal")
+_KIND_LETTER = {"root": "t", "answer": "a", "question": "q", "rebuttal": "r"}
+_FIELDS = ("round", "party", "model", "request_key", "reasoning", "text", "raw_text", "error", "score", "expanded")
+
+
+@dataclass(eq=False)
+class Node:
+    kind: str
+    party: str
+    round: int
+    position: int
+    parent: Node | None = None
+    model: str | None = None
+    request_key: str | None = None
+    reasoning: str | None = None
+    text: str | None = None
+    raw_text: str | None = None
+    error: str | None = None
+    score: float | None = None
+    expanded: bool = False
+    id: int | None = None
+    children: list[Node] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        """A stable name from the root: 't0/a0/q3/a0' (root of topic 0, its answer, question 3, answer)."""
+        own = f"{_KIND_LETTER.get(self.kind, self.kind)}{self.position}"
+        return own if self.parent is None else f"{self.parent.path}/{own}"
+
+    @property
+    def topic(self) -> Node:
+        node = self
+        while node.parent is not None:
+            node = node.parent
+        return node
+
+    def walk(self) -> Iterator[Node]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(int(self.expanded) if name == "expanded" else getattr(self, name) for name in _FIELDS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "path": self.path, "kind": self.kind, "party": self.party, "round": self.round,
+            "position": self.position, "model": self.model, "text": self.text, "reasoning": self.reasoning,
+            "raw_text": self.raw_text, "error": self.error, "score": self.score, "expanded": self.expanded,
+            "request_key": self.request_key,
+        }
+
+
+class NodeWriter:
+    """Writes nodes of one run: a node found by (parent, kind, position) is updated, never inserted twice."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.known: dict[tuple[int | None, str, int], tuple[int, tuple[Any, ...]]] = {}
+        rows = store.conn.execute(
+            f"SELECT id, parent_id, kind, position, {', '.join(_FIELDS)} FROM debate_nodes WHERE run_id=?", (run_id,))
+        for row in rows:
+            self.known[(row["parent_id"], row["kind"], row["position"])] = (
+                row["id"], tuple(row[name] for name in _FIELDS))
+
+    def save(self, nodes: Iterable[Node]) -> None:
+        """Insert new nodes and update changed ones, parents before children, in one transaction."""
+        with self.store.transaction() as conn:
+            for node in nodes:
+                parent_id = node.parent.id if node.parent is not None else None
+                slot = (parent_id, node.kind, node.position)
+                values = node.values()
+                if slot in self.known:
+                    node.id, stored = self.known[slot]
+                    if stored != values:
+                        conn.execute(f"UPDATE debate_nodes SET {', '.join(f'{n}=?' for n in _FIELDS)} WHERE id=?",
+                                     (*values, node.id))
+                else:
+                    conn.execute(
+                        f"INSERT OR IGNORE INTO debate_nodes (run_id, parent_id, kind, position, created_at, "
+                        f"{', '.join(_FIELDS)}) VALUES (?,?,?,?,?,{','.join('?' * len(_FIELDS))})",
+                        (self.run_id, parent_id, node.kind, node.position, time.time(), *values))
+                    node.id = self._find(parent_id, node.kind, node.position)
+                self.known[slot] = (node.id, values)
+
+    def _find(self, parent_id: int | None, kind: str, position: int) -> int:
+        row = self.store.conn.execute(
+            "SELECT id FROM debate_nodes WHERE run_id=? AND parent_id IS ? AND kind=? AND position=? ORDER BY id LIMIT 1",
+            (self.run_id, parent_id, kind, position)).fetchone()
+        return int(row["id"])
+
+
+def load_tree(store: Store, run_id: str) -> list[Node]:
+    """The run's trees as linked Nodes, roots in topic order, children in creation order."""
+    rows = store.conn.execute("SELECT * FROM debate_nodes WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+    nodes: dict[int, Node] = {}
+    roots: list[Node] = []
+    for row in rows:
+        node = Node(kind=row["kind"], party=row["party"], round=row["round"], position=row["position"],
+                    model=row["model"], request_key=row["request_key"], reasoning=row["reasoning"], text=row["text"],
+                    raw_text=row["raw_text"], error=row["error"], score=row["score"], expanded=bool(row["expanded"]),
+                    id=row["id"])
+        nodes[node.id] = node
+        parent = nodes.get(row["parent_id"]) if row["parent_id"] is not None else None
+        if parent is None:
+            roots.append(node)
+        else:
+            node.parent = parent
+            parent.children.append(node)
+    roots.sort(key=lambda root: root.position)
+    return roots

@@ -1,0 +1,257 @@
+"""OpenAI-compatible endpoints backed by the served models.
+
+Extra body fields (the `openai` client's `extra_body`): `reasoning` (steer: the response is generated from
+this reasoning, special mode), `mode` (reasoning | vanilla | special: render the seed's alpaca template from
+the prompt / last user message), `input` (the alpaca input), `template` (chat | alpaca, for chat
+completions; default chat when the model has a chat template), `top_k`, `repetition_penalty`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from reasonry.config import SamplingParams
+from reasonry.engines.base import Engine, Result, request_key
+from reasonry.engines.base import Request as EngineRequest
+from reasonry.errors import ConfigError, InputError, ReasonryError
+from reasonry.extract import split_output
+from reasonry.tasks.steer import MODES, THINK_PREFILL, Steerer, build_prompt, parse_text
+from reasonry.web.steer_api import json_body, steerer_of
+
+router = APIRouter(prefix="/v1")
+HOLD = 24  # characters held back while streaming, so a marker being written is not sent as text
+
+Parse = Callable[[str], tuple[str | None, str | None]]
+
+
+def _error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "code": None}},
+                        status_code=status)
+
+
+def _params(body: dict[str, Any], defaults: SamplingParams) -> SamplingParams:
+    if int(body.get("n") or 1) != 1:
+        raise InputError("n > 1 is not supported; send several requests")
+    stop = body.get("stop") or ()
+    changes: dict[str, Any] = {"stop": (stop,) if isinstance(stop, str) else tuple(stop)}
+    names = {"max_tokens": ("max_new_tokens", int), "max_completion_tokens": ("max_new_tokens", int),
+             "temperature": ("temperature", float), "top_p": ("top_p", float), "seed": ("seed", int),
+             "top_k": ("top_k", int), "repetition_penalty": ("repetition_penalty", float)}
+    for key, (name, kind) in names.items():
+        if body.get(key) is not None:
+            try:
+                changes[name] = kind(body[key])
+            except (TypeError, ValueError):
+                raise InputError(f"{key}: {body[key]!r} is not a number") from None
+    return defaults.with_(**changes)
+
+
+def _model(steerer: Steerer, body: dict[str, Any]) -> tuple[str, Engine]:
+    name = body.get("model")
+    if not isinstance(name, str) or name not in steerer.engines:
+        raise InputError(f"model {name!r} is not served; GET /v1/models lists: {', '.join(steerer.engines)}")
+    return name, steerer.engines[name]
+
+
+def _mode(body: dict[str, Any]) -> str | None:
+    mode = body.get("mode")
+    if mode is not None and mode not in MODES:
+        raise InputError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
+    if body.get("reasoning"):
+        return "special"
+    return mode
+
+
+def _request(engine: Engine, params: SamplingParams, prompt: str | None, messages: list[dict[str, str]] | None,
+             prefill: str | None) -> EngineRequest:
+    if messages is not None:
+        rendered = engine.render_chat(messages, prefill)
+        if rendered is not None:
+            prompt, messages, prefill = rendered, None, None
+    key = request_key(engine.spec, prompt, messages, prefill, params, 0)
+    return EngineRequest(key=key, params=params, prompt=prompt, messages=messages, prefill=prefill)
+
+
+def _has_chat_template(engine: Engine) -> bool:
+    try:
+        engine.render_chat([{"role": "user", "content": "x"}])
+    except ConfigError:
+        return False
+    return True
+
+
+def _usage(result: Result) -> dict[str, int]:
+    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens}
+
+
+def _generate(steerer: Steerer, label: str, request: EngineRequest) -> Result:
+    with steerer.locks[label]:
+        for piece in steerer.engines[label].stream(request):
+            if isinstance(piece, Result):
+                result = piece
+    if result.error:
+        raise ReasonryError(f"model {label}: {result.error}")
+    return result
+
+
+def _pieces(steerer: Steerer, label: str, request: EngineRequest) -> Iterator[str | Result]:
+    with steerer.locks[label]:
+        yield from steerer.engines[label].stream(request)
+
+
+def _sse(data: Any) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@router.get("/models")
+def list_models(request: Request) -> dict[str, Any]:
+    steerer = steerer_of(request)
+    return {"object": "list", "data": [{"id": label, "object": "model", "created": 0, "owned_by": "reasonry"}
+                                       for label in steerer.engines]}
+
+
+@router.post("/completions")
+async def completions(request: Request) -> Any:
+    steerer = steerer_of(request)
+    try:
+        body = await json_body(request)
+        label, engine = _model(steerer, body)
+        params = _params(body, steerer.params)
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise InputError("prompt must be a string (one prompt per request)")
+        mode = _mode(body)
+        if mode is not None:
+            prompt, _, _ = build_prompt(mode, prompt, body.get("input") or "", body.get("reasoning"))
+        engine_request = _request(engine, params, prompt, None, None)
+    except ReasonryError as exc:
+        return _error(str(exc))
+    ident, created = "cmpl-" + secrets.token_hex(8), int(time.time())
+
+    def chunk(text: str, finish: str | None) -> dict[str, Any]:
+        return {"id": ident, "object": "text_completion", "created": created, "model": label,
+                "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
+
+    if body.get("stream"):
+        def events() -> Iterator[str]:
+            for piece in _pieces(steerer, label, engine_request):
+                if isinstance(piece, Result):
+                    if piece.error:
+                        yield _sse({"error": {"message": piece.error}})
+                    else:
+                        yield _sse({**chunk("", piece.finish_reason), "usage": _usage(piece)})
+                else:
+                    yield _sse(chunk(piece, None))
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+    try:
+        result = await run_in_threadpool(_generate, steerer, label, engine_request)
+    except ReasonryError as exc:
+        return _error(str(exc), 500)
+    reply = chunk(result.text, result.finish_reason)
+    if mode is not None:
+        reasoning, response = parse_text(mode, result.text, body.get("reasoning"))
+        reply["choices"][0].update(reasoning=reasoning, response=response)
+    return {**reply, "usage": _usage(result)}
+
+
+def _chat_request(engine: Engine, body: dict[str, Any], params: SamplingParams) -> tuple[EngineRequest, Parse]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
+        raise InputError("messages must be a non-empty list of {role, content} with string content")
+    messages = [{"role": str(m.get("role", "user")), "content": m["content"]} for m in messages]
+    reasoning = body.get("reasoning") or None
+    mode = _mode(body)
+    style = body.get("template") or ("chat" if _has_chat_template(engine) else "alpaca")
+    if style not in ("chat", "alpaca"):
+        raise InputError("template must be chat or alpaca")
+    if style == "chat" and mode in (None, "special"):
+        prefill = THINK_PREFILL.format(reasoning=reasoning) if reasoning else None
+        if reasoning:
+            return _request(engine, params, None, messages, prefill), lambda text: (reasoning, text.strip())
+        return _request(engine, params, None, messages, None), lambda text: split_output(text, "response")
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    if not users:
+        raise InputError("messages need a user message (the question)")
+    mode = mode or "reasoning"
+    prompt, _, _ = build_prompt(mode, users[-1], body.get("input") or "", reasoning)
+    return _request(engine, params, prompt, None, None), lambda text: parse_text(mode, text, reasoning)
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request) -> Any:
+    steerer = steerer_of(request)
+    try:
+        body = await json_body(request)
+        label, engine = _model(steerer, body)
+        params = _params(body, steerer.params)
+        engine_request, parse = _chat_request(engine, body, params)
+    except ReasonryError as exc:
+        return _error(str(exc))
+    ident, created = "chatcmpl-" + secrets.token_hex(8), int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": label,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    if body.get("stream"):
+        def events() -> Iterator[str]:
+            yield _sse(chunk({"role": "assistant", "content": ""}, None))
+            deltas = _Deltas(parse)
+            for piece in _pieces(steerer, label, engine_request):
+                if isinstance(piece, Result):
+                    if piece.error:
+                        yield _sse({"error": {"message": piece.error}})
+                        break
+                    for delta in deltas.feed("", final=True):
+                        yield _sse(chunk(delta, None))
+                    yield _sse({**chunk({}, piece.finish_reason), "usage": _usage(piece)})
+                else:
+                    for delta in deltas.feed(piece):
+                        yield _sse(chunk(delta, None))
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+    try:
+        result = await run_in_threadpool(_generate, steerer, label, engine_request)
+    except ReasonryError as exc:
+        return _error(str(exc), 500)
+    reasoning, response = parse(result.text)
+    message = {"role": "assistant", "content": response or "", "reasoning_content": reasoning}
+    return {"id": ident, "object": "chat.completion", "created": created, "model": label,
+            "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason}],
+            "usage": _usage(result)}
+
+
+class _Deltas:
+    """Turns growing raw text into reasoning_content / content deltas, holding back a marker's length."""
+
+    def __init__(self, parse: Parse) -> None:
+        self.parse = parse
+        self.text = ""
+        self.sent = {"reasoning_content": "", "content": ""}
+
+    def feed(self, piece: str, final: bool = False) -> list[dict[str, str]]:
+        self.text += piece
+        reasoning, response = self.parse(self.text)
+        out = []
+        for name, value in (("reasoning_content", reasoning or ""), ("content", response or "")):
+            sent = self.sent[name]
+            ready = value if final else value[: max(0, len(value) - HOLD)]
+            if len(ready) > len(sent) and ready.startswith(sent):
+                out.append({name: ready[len(sent):]})
+                self.sent[name] = ready
+        return out

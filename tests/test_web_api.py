@@ -1,0 +1,197 @@
+"""`reasonry serve` as a real subprocess: the official openai client, the steering API, and the guard."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+SEED_QUESTION = "ジャックの梨を5個食べたら、果物は全部で何個になったでしょう？"
+REASONING = "Books are not fruit. Jack has only 4 pears, so he cannot eat 5."
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, args: list[str], host: str, log: Path) -> None:
+        self.host, self.port = host, free_port(host)
+        self.log = log
+        command = [sys.executable, "-c", "from reasonry.cli import main; main()", "serve", "--host", host,
+                   "--port", str(self.port), *args]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+        self.url = f"http://{host}:{self.port}"
+
+    def wait(self, headers: dict[str, str] | None = None) -> Server:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                httpx.get(self.url + "/static/app.css", headers=headers or {}, timeout=1)
+                return self
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise TimeoutError(self.log.read_text())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("serve")
+    running = Server(["--model", f"hf:{tiny_model}", "--db", str(folder / "web.db"), "--max-new-tokens", "24",
+                      "--seed", "5"], "127.0.0.1", folder / "serve.log").wait()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def test_models_and_completions(client: openai.OpenAI) -> None:
+    models = [m.id for m in client.models.list()]
+    assert models == ["tiny"]
+    done = client.completions.create(model="tiny", prompt="Find the square root of 156.", max_tokens=12, seed=1)
+    assert done.choices[0].text and done.usage.completion_tokens <= 12
+    again = client.completions.create(model="tiny", prompt="Find the square root of 156.", max_tokens=12, seed=1)
+    assert again.choices[0].text == done.choices[0].text
+    pieces = [c.choices[0].text for c in client.completions.create(
+        model="tiny", prompt="Find the square root of 156.", max_tokens=12, seed=1, stream=True)]
+    assert len(pieces) > 2 and "".join(pieces) == done.choices[0].text
+
+
+def test_chat_streaming_and_not(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": SEED_QUESTION}]
+    reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=16, seed=2)
+    assert reply.choices[0].message.role == "assistant" and reply.choices[0].finish_reason in ("stop", "length")
+    chunks = list(client.chat.completions.create(model="tiny", messages=messages, max_tokens=16, seed=2, stream=True))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == reply.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason == reply.choices[0].finish_reason
+
+
+def test_steering_through_extra_body(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": SEED_QUESTION}]
+    plain = client.chat.completions.create(model="tiny", messages=messages, max_tokens=16, seed=4)
+    steered = client.chat.completions.create(model="tiny", messages=messages, max_tokens=16, seed=4,
+                                             extra_body={"reasoning": REASONING})
+    assert steered.choices[0].message.content != plain.choices[0].message.content
+    assert steered.model_extra is not None
+    assert steered.choices[0].message.model_extra["reasoning_content"] == REASONING
+    alpaca = client.chat.completions.create(model="tiny", messages=messages, max_tokens=16, seed=4,
+                                            extra_body={"reasoning": REASONING, "template": "alpaca"})
+    completion = client.completions.create(model="tiny", prompt=SEED_QUESTION, max_tokens=16, seed=4,
+                                           extra_body={"reasoning": REASONING})
+    assert completion.choices[0].model_extra["response"] == alpaca.choices[0].message.content
+    streamed = client.chat.completions.create(model="tiny", messages=messages, max_tokens=16, seed=4, stream=True,
+                                              extra_body={"reasoning": REASONING})
+    deltas = [c.choices[0].delta for c in streamed if c.choices]
+    assert "".join(d.content or "" for d in deltas) == steered.choices[0].message.content
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="nope", messages=messages)
+
+
+def _post(server: Server, path: str, body: object, **headers: str) -> httpx.Response:
+    return httpx.post(server.url + path, content=json.dumps(body), timeout=60,
+                      headers={"Content-Type": "application/json", **headers})
+
+
+def test_steer_api_history_diff_accept(server: Server) -> None:
+    first = _post(server, "/api/steer", {"question": SEED_QUESTION, "params": {"max_new_tokens": 12}},
+                  **{"X-Reasonry": "1"})
+    assert first.status_code == 200, first.text
+    version = first.json()
+    lines = httpx.post(server.url + "/api/steer/stream", timeout=60, headers={"X-Reasonry": "1"},
+                       json={"mode": "special", "reasoning": REASONING, "parent": version["id"]}).text.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert events[-1]["type"] == "version" and all(e["type"] == "text" for e in events[:-1])
+    steered = events[-1]["version"]
+    assert "".join(e["text"] for e in events[:-1]).strip().startswith(steered["response"])
+    assert steered["thread"] == version["thread"] and steered["edited"]
+    history = httpx.get(f"{server.url}/api/threads/{version['thread']}").json()["versions"]
+    assert [v["id"] for v in history] == [version["id"], steered["id"]]
+    diff = httpx.get(f"{server.url}/api/diff", params={"a": version["id"], "b": steered["id"]}).json()
+    assert "".join(text for op, text in diff["reasoning"] if op != "delete") == REASONING
+    assert "".join(text for op, text in diff["response"] if op != "insert") == (version["response"] or "")
+    accepted = _post(server, f"/api/versions/{steered['id']}/accept", {"accepted": True}, **{"X-Reasonry": "1"})
+    assert accepted.json()["accepted"] is True
+    bad = _post(server, "/api/steer", {"question": "q", "params": {"max_new_tokens": -1}}, **{"X-Reasonry": "1"})
+    assert bad.status_code == 400
+    for page in ("/steer", "/runs", "/debates"):
+        response = httpx.get(server.url + page)
+        assert response.status_code == 200
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+
+
+def test_guard_refuses_cross_site_and_big_bodies(server: Server) -> None:
+    body = {"question": "q"}
+    form = httpx.post(server.url + "/api/steer", data={"question": "q"}, headers={"Origin": "https://evil.example"})
+    assert form.status_code == 403
+    no_header = _post(server, "/api/steer", body)
+    assert no_header.status_code == 403 and "X-Reasonry" in no_header.text
+    other_origin = _post(server, "/api/steer", body, **{"X-Reasonry": "1", "Origin": "https://evil.example"})
+    assert other_origin.status_code == 403
+    cross = _post(server, "/api/versions/1/accept", {}, **{"X-Reasonry": "1", "Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403
+    plain_text = httpx.post(server.url + "/api/steer", content=b'{"question":"q"}',
+                            headers={"X-Reasonry": "1", "Content-Type": "text/plain"})
+    assert plain_text.status_code == 415
+    rebinding = httpx.get(server.url + "/api/threads", headers={"Host": "attacker.example"})
+    assert rebinding.status_code == 403
+    big = _post(server, "/v1/completions", {"model": "tiny", "prompt": "x" * (1 << 20)},
+                Authorization="Bearer unused")
+    assert big.status_code == 413
+    with pytest.raises(openai.APIStatusError) as error:
+        openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0).completions.create(
+            model="tiny", prompt="y" * (1 << 20))
+    assert error.value.status_code == 413
+
+
+def test_token_required_off_loopback(tiny_model: Path, tmp_path: Path) -> None:
+    running = Server(["--model", f"hf:{tiny_model}", "--db", str(tmp_path / "t.db"), "--max-new-tokens", "8"],
+                     "127.0.0.2", tmp_path / "serve.log")
+    try:
+        running.wait()
+        match = re.search(r"\?token=([\w-]+)", running.log.read_text())
+        assert match, running.log.read_text()
+        token = match.group(1)
+        assert httpx.get(running.url + "/v1/models").status_code == 401
+        assert httpx.get(running.url + "/steer").status_code == 401
+        assert httpx.get(running.url + "/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=running.url + "/v1", api_key="wrong", max_retries=0).models.list()
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key=token, max_retries=0)
+        assert [m.id for m in client.models.list()] == ["tiny"]
+        assert client.completions.create(model="tiny", prompt="Hi", max_tokens=4).choices[0].text is not None
+        assert httpx.get(running.url + "/api/threads", headers={"X-Reasonry-Token": token}).status_code == 200
+        login = httpx.get(running.url + f"/steer?token={token}")
+        assert login.status_code == 303 and login.headers["location"] == "/steer"
+        cookie = login.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        with httpx.Client(base_url=running.url, cookies={"reasonry_token": token}) as browser:
+            assert browser.get("/steer").status_code == 200
+            assert browser.post("/api/versions/1/accept", json={}).status_code == 403  # cookie alone cannot write
+            missing = browser.post("/api/versions/1/accept", json={}, headers={"X-Reasonry": "1"})
+            assert missing.status_code == 400 and "not found" in missing.text
+    finally:
+        running.stop()
