@@ -1,0 +1,188 @@
+"""The `check` task: quality flags on every result of a run, stored in the `flags` table per result key.
+
+A run counts as checked once `runs.config["quality_check"]` records when and how; results without rows in
+`flags` are then clean. Re-checking replaces the flags of the keys it looked at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reasonry.errors import ConfigError
+from reasonry.quality import FLAG_NAMES, CheckConfig, Flag, check_one, length_outliers, summarize
+from reasonry.store import Store
+
+CHECK_MARK = "quality_check"
+
+
+@dataclass
+class Checked:
+    """One result of a run and its flags."""
+
+    key: str
+    model: str
+    record: dict[str, Any]
+    flags: list[Flag] = field(default_factory=list)
+
+
+def check_config(values: Mapping[str, Any]) -> CheckConfig:
+    """A CheckConfig from field=value pairs (strings are converted to the field's type)."""
+    fields = {f.name: f for f in dataclasses.fields(CheckConfig)}
+    converted: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in fields:
+            raise ConfigError(f"unknown check setting {name!r}; choose from {', '.join(fields)}")
+        converted[name] = _convert(name, value, fields[name].default)
+    return CheckConfig(**converted)
+
+
+def _convert(name: str, value: Any, default: Any) -> Any:
+    if value is None or not isinstance(value, str):
+        return value
+    kind = float if isinstance(default, float) else int if isinstance(default, int) else str
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(f"check setting {name}={value!r}: expected a {kind.__name__}") from None
+
+
+def reasoning_of(record: Mapping[str, Any]) -> str | None:
+    """The reasoning of a result: generated, or the one given in the question file (special mode)."""
+    generated = record.get("reasoning")
+    return generated if generated is not None else record.get("given_reasoning")
+
+
+def question_text(record: Mapping[str, Any]) -> str:
+    """Question and context: restating either of them is not leakage."""
+    context = record.get("input") or ""
+    return record.get("question", "") + (f"\n{context}" if context else "")
+
+
+def _produces(store: Store, keys: Sequence[str]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for start in range(0, len(keys), 900):
+        chunk = list(keys[start:start + 900])
+        marks = ",".join("?" * len(chunk))
+        rows = store.conn.execute(f"SELECT key, produces FROM requests WHERE key IN ({marks})", chunk)
+        found.update({row["key"]: row["produces"] for row in rows})
+    return found
+
+
+def _is_checkable(record: Mapping[str, Any]) -> bool:
+    return not record.get("error") and record.get("text") is not None
+
+
+def check_record(record: Mapping[str, Any], produces: str | None, config: CheckConfig) -> list[Flag]:
+    """Flags of one stored result (no `length`: that needs the model's other results)."""
+    reasoning = reasoning_of(record)
+    if produces == "response" and not (reasoning or "").strip():
+        return []  # vanilla prompt: no reasoning by design
+    return check_one(
+        reasoning, record.get("response"), question=question_text(record), reference=record.get("reference"),
+        finish_reason=record.get("finish_reason"), config=config,
+    )
+
+
+def add_length_flags(checked: Sequence[Checked], config: CheckConfig) -> None:
+    by_model: dict[str, list[Checked]] = defaultdict(list)
+    for item in checked:
+        by_model[item.model].append(item)
+    for items in by_model.values():
+        lengths = [len(reasoning_of(item.record) or "") for item in items]
+        median = statistics.median(lengths) if lengths else 0
+        for i in length_outliers(lengths, config):
+            reason = f"reasoning length {lengths[i]} chars is an outlier for this model (median {median:g})"
+            items[i].flags.append(Flag("length", reason))
+
+
+def save_flags(store: Store, checked: Sequence[Checked]) -> None:
+    """Replace the stored flags of every checked key."""
+    keys = [(item.key,) for item in checked]
+    rows = [(item.key, f.name, f.reason, f.span, f.start, f.end) for item in checked for f in item.flags]
+    with store.transaction() as conn:
+        conn.executemany("DELETE FROM flags WHERE key=?", keys)
+        conn.executemany(
+            'INSERT OR REPLACE INTO flags (key, name, reason, span, start, "end") VALUES (?,?,?,?,?,?)', rows)
+
+
+def load_flags(store: Store, keys: Iterable[str]) -> dict[str, list[Flag]]:
+    """Stored flags by result key (keys without flags are absent)."""
+    keys = list(dict.fromkeys(k for k in keys if k))
+    found: dict[str, list[Flag]] = defaultdict(list)
+    for start in range(0, len(keys), 900):
+        chunk = keys[start:start + 900]
+        marks = ",".join("?" * len(chunk))
+        rows = store.conn.execute(
+            f'SELECT key, name, reason, span, start, "end" FROM flags WHERE key IN ({marks}) ORDER BY key, name',
+            chunk)
+        for row in rows:
+            found[row["key"]].append(Flag(row["name"], row["reason"], row["span"], row["start"], row["end"]))
+    return dict(found)
+
+
+def is_checked(store: Store, run_id: str) -> bool:
+    return CHECK_MARK in store.get_run(run_id)["config"]
+
+
+def check_run(store: Store, run_id: str, *, config: CheckConfig | None = None,
+              models: Sequence[str] | None = None) -> dict[str, Any]:
+    """Check every finished result of `run_id`, store the flags, and return a summary per model.
+
+    Results that failed or are not generated yet are skipped (counted in `skipped`).
+    """
+    config = config or CheckConfig()
+    records = list(store.run_records(run_id, models=models))
+    usable = [r for r in records if _is_checkable(r)]
+    produces = _produces(store, [r["request_key"] for r in usable])
+    checked = [
+        Checked(r["request_key"], r["model"], r, check_record(r, produces.get(r["request_key"]), config))
+        for r in usable
+    ]
+    add_length_flags(checked, config)
+    save_flags(store, checked)
+    changed = {f.name: f.default for f in dataclasses.fields(CheckConfig)}
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if v != changed[k]}
+    store.update_run_config(run_id, **{CHECK_MARK: {"at": time.time(), "settings": settings}})
+    return {
+        "run_id": run_id,
+        "checked": len(checked),
+        "skipped": len(records) - len(checked),
+        "flagged": sum(1 for item in checked if item.flags),
+        "settings": settings,
+        "models": summarize((item.model, item.flags) for item in checked),
+        "flag_names": list(FLAG_NAMES),
+    }
+
+
+def flagged_examples(store: Store, run_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    """Stored flags of a run, one dict per flag (row id, model, sample, name, reason, span), in run order."""
+    records = [r for r in store.run_records(run_id) if r.get("request_key")]
+    flags = load_flags(store, (r["request_key"] for r in records))
+    out: list[dict[str, Any]] = []
+    for record in records:
+        for flag in flags.get(record["request_key"], []):
+            out.append({"row_id": record["row_id"], "model": record["model"], "sample": record["sample_index"],
+                        **flag.to_dict()})
+            if len(out) >= limit:
+                return out
+    return out
+
+
+def records_with_flags(store: Store, run_id: str, *, config: CheckConfig | None = None,
+                       models: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The run's records, each with `flags` (a list of Flag, empty when clean); checks the run first if it
+    never was checked."""
+    if not is_checked(store, run_id):
+        check_run(store, run_id, config=config)
+    records = [r for r in store.run_records(run_id, models=models) if r.get("error") or r.get("text") is not None]
+    flags = load_flags(store, (r["request_key"] for r in records))
+    for record in records:
+        record["flags"] = flags.get(record["request_key"], [])
+        record["reasoning"] = reasoning_of(record)
+    return records
