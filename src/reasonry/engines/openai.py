@@ -175,7 +175,7 @@ class OpenAIEngine(Engine):
                 yield item
         finally:
             if thread.is_alive() and "loop" in holder:
-                holder["loop"].call_soon_threadsafe(holder["task"].cancel)
+                _call_soon(holder["loop"], holder["task"].cancel)
             thread.join(timeout=10)
 
     # -- one request ---------------------------------------------------------------
@@ -419,12 +419,12 @@ class _Run:
         """The caller is done with one result: room for one more request to be pulled."""
         self.delivered += 1
         if self.waiting and self.pulled - self.delivered <= self.low_water and self.loop:
-            self.loop.call_soon_threadsafe(self.room.set)
+            _call_soon(self.loop, self.room.set)
 
     def stop(self) -> None:
         self.stopping = True
         if self.thread.is_alive() and self.loop and self.task:
-            self.loop.call_soon_threadsafe(self.task.cancel)
+            _call_soon(self.loop, self.task.cancel)
         self.thread.join(timeout=30)
         self.feeder.shutdown(wait=True)
 
@@ -485,6 +485,13 @@ def _run_loop(main: Callable[[], Any], put: Callable[[Any], None]) -> None:
         put(exc)
     finally:
         put(_DONE)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], Any]) -> None:
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:  # the loop has just finished: nothing left to tell it
+        pass
 
 
 def _get(items: queue.SimpleQueue[Any]) -> Any:
