@@ -41,12 +41,17 @@ class SamplingParams:
         return self.temperature == 0
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["stop"] = list(self.stop)
-        return data
+        return json.loads(self.canonical())
 
     def canonical(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Sorted JSON of every knob; computed once per (frozen) instance, it is part of every request key."""
+        cached = self.__dict__.get("_canonical")
+        if cached is None:
+            data = asdict(self)
+            data["stop"] = list(self.stop)
+            cached = json.dumps(data, sort_keys=True, separators=(",", ":"))
+            object.__setattr__(self, "_canonical", cached)
+        return cached
 
     def with_(self, **changes: Any) -> SamplingParams:
         return replace(self, **changes)

@@ -20,6 +20,10 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "reasonry.cli.generate",
     "reasonry.cli.runs",
+    "reasonry.cli.debate",
+    "reasonry.cli.ensemble",
+    "reasonry.cli.steer",
+    "reasonry.cli.data",
 ]
 for _module in COMMAND_MODULES:
     importlib.import_module(_module)
@@ -37,7 +41,8 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
+        code = 130
+    if code == 130:
         console.print("[yellow]interrupted[/]: everything finished is stored; run the same command again to resume")
-        sys.exit(130)
     if isinstance(code, int) and code:
         sys.exit(code)

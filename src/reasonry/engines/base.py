@@ -59,7 +59,7 @@ def request_key(
         "prompt": prompt,
         "messages": messages,
         "prefill": prefill,
-        "params": params.to_dict(),
+        "params": params.canonical(),
         "sample": sample_index,
     }
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

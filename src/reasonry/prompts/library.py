@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,6 +35,18 @@ ENV = ImmutableSandboxedEnvironment(
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(source: str) -> jinja2.Template:
+    return ENV.from_string(source)
+
+
+@functools.lru_cache(maxsize=64)
+def _variables(source: str) -> frozenset[str]:
+    from jinja2 import meta
+
+    return frozenset(meta.find_undeclared_variables(ENV.parse(source)))
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     name: str
@@ -47,17 +60,11 @@ class PromptTemplate:
 
     def render(self, **variables: Any) -> str:
         try:
-            return ENV.from_string(self.source).render(**variables)
+            return _compiled(self.source).render(**variables)
         except jinja2.UndefinedError as exc:
             raise InputError(f"template {self.name}: {exc.message}; available: {', '.join(sorted(variables))}") from None
         except jinja2.TemplateError as exc:
             raise ConfigError(f"template {self.name}: {exc}") from None
-
-
-def _variables(source: str) -> set[str]:
-    from jinja2 import meta
-
-    return meta.find_undeclared_variables(ENV.parse(source))
 
 
 def builtin_source(name: str) -> str:
