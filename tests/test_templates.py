@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reasonry.errors import ConfigError
+from reasonry.errors import ConfigError, InputError
 from reasonry.prompts.library import load_template, role_text
 from reasonry.prompts.roles import ROLES
 
@@ -138,7 +138,7 @@ def test_what_each_template_asks_the_model_for() -> None:
 
 
 def test_strict_undefined_names_the_missing_variable() -> None:
-    with pytest.raises(Exception, match="reasoning"):
+    with pytest.raises(InputError, match="reasoning"):
         load_template("alpaca-special").render(instruction="q", input="")
 
 
@@ -150,7 +150,7 @@ def test_user_template_file_and_sandbox(tmp_path) -> None:
     assert template.produces == "response"
     evil = tmp_path / "evil.j2"
     evil.write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}", encoding="utf-8")
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError, match="unsafe"):
         load_template(str(evil)).render()
 
 

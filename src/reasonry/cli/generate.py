@@ -67,6 +67,11 @@ def generate_command(
     batching: Annotated[str, typer.Option(help="hf: auto, static (own loop), cb (transformers generate_batch).")] = "auto",
     base_url: BaseUrl = None, api_key_env: ApiKeyEnv = None, concurrency: Concurrency = 64, rpm: Rpm = None,
     tpm: Tpm = None, timeout: Timeout = 120.0,
+    tensor_parallel_size: Annotated[int | None, typer.Option("--tensor-parallel-size", help="vllm: GPUs per model (tensor parallel).")] = None,
+    executor: Annotated[str, typer.Option(help="local (this process) or ray (engine replicas on a Ray cluster; reasonry[ray]).")] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="ray: cluster to join (default RAY_ADDRESS, else a local cluster).")] = None,
+    replicas: Annotated[int, typer.Option(help="ray: engine replicas (actors), each loading the model once.")] = 1,
+    gpus_per_replica: Annotated[float, typer.Option("--gpus-per-replica", help="ray: GPUs each replica reserves.")] = 0,
     as_json: JsonOut = False,
 ) -> None:
     """Generate reasoning (and responses) for every question with every model; cached and resumable."""
@@ -77,7 +82,8 @@ def generate_command(
         engine_options=engine_options(
             device=device, dtype=dtype, load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit,
             merge_adapter=merge_adapter, batch_size=batch_size, batching=batching, api_key_env=api_key_env,
-            concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout),
+            concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout, tensor_parallel_size=tensor_parallel_size),
+        executor=executor, ray_address=ray_address, replicas=replicas, gpus_per_replica=gpus_per_replica,
     )
     sheet_value: str | int | None = int(sheet) if sheet is not None and sheet.isdigit() else sheet
     summary = generate(

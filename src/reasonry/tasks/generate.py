@@ -10,7 +10,7 @@ from typing import Any
 from reasonry.config import ModelSpec, SamplingParams, parse_model_spec
 from reasonry.engines.base import Engine, Request, request_key
 from reasonry.engines.registry import load_engine
-from reasonry.errors import InputError
+from reasonry.errors import ConfigError, InputError
 from reasonry.io.readers import Row, RowSource, open_rows
 from reasonry.io.writers import check_output_path
 from reasonry.prompts.library import PromptTemplate, load_template, role_text
@@ -35,6 +35,10 @@ class GenerateConfig:
     language: str = "English"
     n: int = 5
     engine_options: dict[str, Any] = field(default_factory=dict)
+    executor: str = "local"  # "ray": engine replicas on a Ray cluster (reasonry[ray])
+    ray_address: str | None = None
+    replicas: int = 1
+    gpus_per_replica: float = 0
 
 
 @dataclass
@@ -159,7 +163,7 @@ def generate(
     status = "failed"
     try:
         for index, (spec, label) in enumerate(zip(specs, labels, strict=True)):
-            with load_engine(spec, chat=config.chat, **config.engine_options) as engine:
+            with open_engine(spec, config) as engine:
                 if reporter:
                     reporter.start(label, source.total * config.samples if source.total is not None else None)
                 planned = plan(source, prompter, spec, label, engine, config.samples)
@@ -183,6 +187,19 @@ def generate(
     if own_store:
         store.close()
     return summary
+
+
+def open_engine(spec: ModelSpec, config: GenerateConfig) -> Engine:
+    """The engine for one model: in this process, or replicas on a Ray cluster with --executor ray."""
+    options = {"chat": config.chat, **config.engine_options}
+    if config.executor == "local":
+        return load_engine(spec, **options)
+    if config.executor == "ray":
+        from reasonry.engines.ray_executor import RayEngine
+
+        return RayEngine(spec, options, address=config.ray_address, replicas=config.replicas,
+                         gpus_per_replica=config.gpus_per_replica)
+    raise ConfigError(f"--executor {config.executor!r}: choose local or ray")
 
 
 def _store_inputs(store: Store, run_id: str, chunk: list[Planned]) -> None:
