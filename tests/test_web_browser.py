@@ -157,7 +157,7 @@ def test_steer_generate_edit_regenerate_diff_reload_accept(browser_page, server:
 
     page.reload()
     expect(page.locator("#versions tbody tr")).to_have_count(3)
-    assert page.input_value("#question") == QUESTION + " " + PAYLOAD
+    expect(page.locator("#question")).to_have_value(QUESTION + " " + PAYLOAD)
     assert page.locator(".column").count() == 2
     assert page.locator("#threads a.current").count() == 1
     page.locator(f"#versions tbody tr[data-id='{new_id}'] .accept-version").click()

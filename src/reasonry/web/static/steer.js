@@ -274,14 +274,18 @@ async function refresh() {
 
 async function openThread(thread) {
   setThread(thread);
-  await refresh();
-  if (!state.versions.length) return;
-  const first = state.versions[0];
-  $("#question").value = first.question;
-  $("#input").value = first.input;
-  const latest = new Map();
-  for (const version of state.versions) latest.set(version.model, version);
-  for (const [model, version] of latest) showVersion(column(model), version);
+  const data = await api("/api/threads/" + encodeURIComponent(thread));
+  state.versions = data.versions;
+  if (state.versions.length) {
+    const first = state.versions[0];
+    $("#question").value = first.question;
+    $("#input").value = first.input;
+    const latest = new Map();
+    for (const version of state.versions) latest.set(version.model, version);
+    for (const [model, version] of latest) showVersion(column(model), version);
+  }
+  renderVersions();
+  await loadThreads();
 }
 
 function newThread() {
