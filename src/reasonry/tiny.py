@@ -63,11 +63,22 @@ def build_tokenizer(out_dir: Path, vocab_size: int = 1024):
     return fast
 
 
+def _quiet() -> None:
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+
+
 def build_tiny_model(out_dir: str | Path, *, seed: int = 0, hidden_size: int = 128, layers: int = 2) -> Path:
     """Write a random-weight Qwen2 model + tokenizer to `out_dir` (skipped when already there)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    _quiet()
     out = Path(out_dir)
     if (out / "config.json").exists() and (out / "tokenizer.json").exists():
         return out
@@ -100,6 +111,7 @@ def build_tiny_adapter(base_dir: str | Path, out_dir: str | Path, *, seed: int =
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    _quiet()
     out = Path(out_dir)
     if (out / "adapter_config.json").exists():
         return out
