@@ -95,3 +95,16 @@ def test_missing_model_and_unfit_adapter_are_clear_errors(tiny_adapter: Path, ot
 def test_quantized_loading_needs_cuda(tiny_model: Path) -> None:
     with pytest.raises(EngineError, match="--load-in-4bit needs a CUDA GPU"):
         HFEngine(parse_model_spec(f"hf:{tiny_model}"), load_in_4bit=True)
+
+
+def test_continuous_batching_path_and_repetition_penalty_routing(tiny_model: Path, base: HFEngine) -> None:
+    """`--batching cb` uses generate_batch only where it is exact: it drops repetition_penalty, so those stay on
+    the own loop and give the same tokens as batching "static"."""
+    cb = HFEngine(parse_model_spec(f"hf:{tiny_model}"), batching="cb")
+    penalised = SamplingParams(max_new_tokens=12, repetition_penalty=1.1)
+    assert _texts(cb, penalised) == _texts(base, penalised)
+    plain = SamplingParams(max_new_tokens=12, repetition_penalty=1.0, temperature=0)
+    results = {r.key: r for r in cb.generate([Request(key=str(i), params=plain, prompt=p) for i, p in enumerate(PROMPTS)])}
+    assert set(results) == {"0", "1", "2"}
+    assert all(r.error is None and 1 <= r.completion_tokens <= 12 for r in results.values())
+    assert {k: r.text for k, r in results.items()} == _texts(base, plain)

@@ -216,6 +216,7 @@ def test_ctrl_c_keeps_finished_rows_and_resumes(tmp_path: Path) -> None:
         _, err = process.communicate(timeout=30)
         assert process.returncode == 130, err
         assert "Traceback" not in err
+        assert "run the same command again to resume" in err
         conn = sqlite3.connect(db)
         stored = conn.execute("SELECT COUNT(*) FROM results WHERE error IS NULL").fetchone()[0]
         conn.close()

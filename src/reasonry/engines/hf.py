@@ -336,9 +336,14 @@ class HFEngine(Engine):
             temperature=params.temperature or None, top_p=params.top_p, top_k=params.top_k or None,
             eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id,
         )
-        with self.torch.inference_mode():
+        if self.grouped_attention:  # generate_batch accepts only its own attention implementations
+            self.model.set_attn_implementation("sdpa")
+        try:
             outputs = self.model.generate_batch(inputs=[ids for _, _, ids in batch], generation_config=config,
                                                 progress_bar=False)
+        finally:
+            if self.grouped_attention:
+                use_grouped_decode(self.model)
         elapsed = time.perf_counter() - started
         ordered = sorted(outputs.values(), key=lambda o: int(str(o.request_id).rsplit("_", 1)[-1]))
         results = []
