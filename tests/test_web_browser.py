@@ -159,7 +159,7 @@ def test_steer_generate_edit_regenerate_diff_reload_accept(browser_page, server:
     expect(page.locator("#versions tbody tr")).to_have_count(3)
     expect(page.locator("#question")).to_have_value(QUESTION + " " + PAYLOAD)
     assert page.locator(".column").count() == 2
-    assert page.locator("#threads a.current").count() == 1
+    expect(page.locator("#threads a.current")).to_have_count(1)
     page.locator(f"#versions tbody tr[data-id='{new_id}'] .accept-version").click()
     page.wait_for_selector(f"#versions tbody tr.accepted[data-id='{new_id}']")
     versions = httpx.get(f"{server['url']}/api/threads/{thread}").json()["versions"]
@@ -185,7 +185,7 @@ def test_untrusted_text_is_shown_as_text(browser_page, server: dict) -> None:
     assert column.locator(".response").inner_text() == "response " + PAYLOAD
     assert column.locator("textarea.reasoning").input_value() == "reasoning " + PAYLOAD
     assert page.input_value("#question") == PAYLOAD
-    assert PAYLOAD[:60] in page.locator("#threads").inner_text()  # titles are cut at 80 characters
+    expect(page.locator("#threads")).to_contain_text(PAYLOAD[:60])  # titles are cut at 80 characters
     _assert_inert(page)
 
 
