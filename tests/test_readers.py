@@ -543,3 +543,10 @@ def test_folder_that_is_not_a_dataset(tmp_path: Path) -> None:
     assert "plain: is a folder, not a dataset saved with datasets' save_to_disk" in input_error(
         tmp_path / "plain"
     )
+
+
+def test_a_column_taken_by_another_flag_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"seq": 1, "question": "q"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="column 'question' is already used by --reasoning-col"):
+        open_rows(path, reasoning_col="question")

@@ -12,6 +12,7 @@ tokenizer's chat template). `conversations` (ShareGPT) and `instruction`/`output
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -235,12 +236,15 @@ def sft_config(config: TrainConfig, out: Path) -> Any:
 
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
+    fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    # transformers renamed gradient_checkpointing to activation_checkpointing in 5.2x; accept either.
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
     return SFTConfig(
         output_dir=str(out), num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
         learning_rate=config.lr, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, seed=config.seed, data_seed=config.seed,
         max_length=config.max_seq_len, logging_steps=config.logging_steps, save_strategy="no", report_to="none",
-        use_cpu=not cuda, bf16=bf16, fp16=cuda and not bf16, activation_checkpointing=cuda,
+        use_cpu=not cuda, bf16=bf16, fp16=cuda and not bf16, **{checkpointing: cuda},
         dataloader_pin_memory=cuda, push_to_hub=False, packing=False, dataset_text_field="text",
         disable_tqdm=True, lr_scheduler_type="linear", warmup_steps=0,
     )

@@ -175,6 +175,11 @@ def _resolve_roles(columns: list[str], label: str, explicit: dict[str, str | Non
     for role, candidates in DEFAULT_COLUMNS.items():
         if role not in roles:
             roles[role] = next((c for c in candidates if c in columns and c not in taken), None)
+    if roles["question"] is None and any(c in taken for c in DEFAULT_COLUMNS["question"]):
+        used = next(c for c in DEFAULT_COLUMNS["question"] if c in taken)
+        flag = next(ROLE_FLAGS[r] for r, n in roles.items() if n == used)
+        raise InputError(f"{label}: column '{used}' is already used by {flag}; name another question column "
+                         f"with --question-col; columns are: {_listing(columns)}")
     if roles["question"] is None:
         raise InputError(
             f"{label}: no 'question' or 'instruction' column; name the question column with --question-col; "
