@@ -193,7 +193,8 @@ def main() -> None:
     torch.cuda.empty_cache()
     if "reasonry" not in skip:
         variants = {"c_reasonry_generate": {}, "c_reasonry_bs256": {"batch_size": 256},
-                    "c_reasonry_bs1024_x2": {"batch_size": 1024}}
+                    "c_reasonry_bs1024_x2": {"batch_size": 1024}, "c_reasonry_graphs": {"batching": "graphs"},
+                    "c_reasonry_graphs_bs1024_x2": {"batching": "graphs", "batch_size": 1024}}
         for name, engine in variants.items():
             count = 2 if name.endswith("_x2") else 1
             e2e = reasonry_e2e(folder, texts * count, args.new_tokens, work, **engine)

@@ -108,3 +108,16 @@ def test_continuous_batching_path_and_repetition_penalty_routing(tiny_model: Pat
     assert set(results) == {"0", "1", "2"}
     assert all(r.error is None and 1 <= r.completion_tokens <= 12 for r in results.values())
     assert {k: r.text for k, r in results.items()} == _texts(base, plain)
+
+
+@pytest.mark.parametrize("params", [SamplingParams(max_new_tokens=20), SamplingParams(max_new_tokens=24, temperature=0,
+                                                                                      repetition_penalty=1.3)])
+def test_static_cache_decoding_gives_the_same_tokens(tiny_model: Path, base: HFEngine, params: SamplingParams) -> None:
+    """`--batching graphs` (static KV cache; CUDA graphs on a GPU) is the same computation as the default loop."""
+    graphs = HFEngine(parse_model_spec(f"hf:{tiny_model}"), batching="graphs", batch_size=8)
+    prompts = PROMPTS + ["A much longer prompt that forces padding in the batch, " * 4]
+    ours = {r.key: (r.text, r.completion_tokens, r.finish_reason)
+            for r in graphs.generate([Request(key=str(i), params=params, prompt=p) for i, p in enumerate(prompts)])}
+    reference = {r.key: (r.text, r.completion_tokens, r.finish_reason)
+                 for r in base.generate([Request(key=str(i), params=params, prompt=p) for i, p in enumerate(prompts)])}
+    assert ours == reference

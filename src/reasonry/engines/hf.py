@@ -46,8 +46,8 @@ class HFEngine(Engine):
         self.torch = torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batching = batching
-        if batching not in ("auto", "static", "cb"):
-            raise ConfigError(f"--batching {batching!r}: choose auto, static or cb")
+        if batching not in ("auto", "static", "cb", "graphs"):
+            raise ConfigError(f"--batching {batching!r}: choose auto, static, cb or graphs")
         on_gpu = self.device.startswith("cuda")
         self.batch_size = batch_size or (512 if on_gpu else 16)
         self.max_batch_tokens = max_batch_tokens or (512 * 1024 if on_gpu else 16 * 1024)
@@ -256,11 +256,9 @@ class HFEngine(Engine):
         elapsed = time.perf_counter() - started
         return [self._result(item, out, done, elapsed, params) for item, out, done in zip(batch, tokens, finished, strict=True)]
 
-    def _decode(self, batch: list, params: SamplingParams) -> tuple[list[list[int]], list[bool]]:
-        from transformers import DynamicCache
-
+    def _prepare(self, batch: list, params: SamplingParams) -> tuple[Any, Any, Any, int]:
+        """Left-padded input ids, attention mask and per-request sampling seeds of a batch."""
         torch = self.torch
-        device = self.device
         pad = self.tokenizer.pad_token_id
         width = max(len(ids) for _, _, ids in batch)
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -268,9 +266,20 @@ class HFEngine(Engine):
         for row, (_, _, ids) in enumerate(batch):
             input_ids[row, width - len(ids):] = torch.tensor(ids)
             mask[row, width - len(ids):] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
         seeds = torch.tensor([request_seed(params.seed, req.sample_index, text) for req, text, _ in batch],
-                             dtype=torch.long, device=device)
+                             dtype=torch.long)
+        return input_ids.to(self.device), mask.to(self.device), seeds.to(self.device), width
+
+    def _decode(self, batch: list, params: SamplingParams) -> tuple[list[list[int]], list[bool]]:
+        from transformers import DynamicCache
+
+        if self.batching == "graphs":
+            from reasonry.engines.graphs import decode_with_static_cache
+
+            return decode_with_static_cache(self, batch, params)
+        torch = self.torch
+        device = self.device
+        input_ids, mask, seeds, width = self._prepare(batch, params)
         history = None
         if params.repetition_penalty != 1.0:
             # Prompt + output ids per row; padding positions repeat the row's last prompt token (no effect).
