@@ -64,7 +64,7 @@ def generate_command(
     load_in_8bit: Annotated[bool, typer.Option("--load-in-8bit", help="hf: 8-bit weights (bitsandbytes, CUDA).")] = False,
     merge_adapter: Annotated[bool, typer.Option("--merge-adapter", help="hf: merge the LoRA adapter into the weights.")] = False,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="hf: prompts per batch (default 512 GPU, 16 CPU).")] = None,
-    batching: Annotated[str, typer.Option(help="hf: auto, static (own loop), cb (transformers generate_batch).")] = "auto",
+    batching: Annotated[str, typer.Option(help="hf: auto/static (own loop), graphs (static cache + CUDA graphs: fastest on GPU, no early-stop compaction), cb (transformers generate_batch).")] = "auto",
     base_url: BaseUrl = None, api_key_env: ApiKeyEnv = None, concurrency: Concurrency = 64, rpm: Rpm = None,
     tpm: Tpm = None, timeout: Timeout = 120.0,
     tensor_parallel_size: Annotated[int | None, typer.Option("--tensor-parallel-size", help="vllm: GPUs per model (tensor parallel).")] = None,

@@ -78,20 +78,29 @@ def decode_with_static_cache(engine: Any, batch: list, params: SamplingParams) -
         static_slot.fill_(width + step)
         static_mask[:, 0, 0, width + step] = True
         if step == 0 and device.type == "cuda":
-            step_fn = _capture(forward)
+            step_fn = _capture(forward, lambda: _rewind(cache, width))
         logits = step_fn()
     lengths = finished_at.tolist()
     return [row[:n] for row, n in zip(outputs.tolist(), lengths, strict=True)], done.tolist()
 
 
-def _capture(forward: Any) -> Any:
+def _rewind(cache: Any, length: int) -> None:
+    """Undo warm-up writes: transformers' static layers place each update at their own running length."""
+    for layer in getattr(cache, "layers", []):
+        running = getattr(layer, "cumulative_length", None)
+        if isinstance(running, torch.Tensor):
+            running.fill_(length)
+
+
+def _capture(forward: Any, rewind: Any) -> Any:
     """Warm up on a side stream, capture one decode step, return a replay function (its output is static)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(2):
-            forward()  # writes the same cache slot the first replay overwrites
+            forward()
     torch.cuda.current_stream().wait_stream(stream)
+    rewind()  # the warm-up steps wrote slots the replays overwrite; the visible keys come from the mask
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         static_logits = forward()
