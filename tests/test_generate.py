@@ -215,3 +215,19 @@ def test_python_api(tmp_path, questions_file, tiny_model):
     assert summary["generated"] == 4
     frame = pd.read_csv(tmp_path / "o.csv", encoding="utf-8-sig")
     assert len(frame) == 4
+
+
+def test_chat_mode_renders_the_chat_template_and_prefills_think(tmp_path, tiny_model, capsys, monkeypatch):
+    questions = tmp_path / "q.csv"
+    questions.write_text("question,reasoning\nHow many fruits?,Books are not fruit.\n", encoding="utf-8")
+    out = tmp_path / "o.jsonl"
+    db = tmp_path / "r.db"
+    result = _gen([str(questions), "--chat", "--template", "alpaca-special", "--db", str(db), "--out", str(out)],
+                  capsys, monkeypatch, tiny_model)
+    assert result.code == 0, result.err
+    row = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    assert row["reasoning"] == "Books are not fruit." and row["error"] is None
+    with sqlite3.connect(db) as conn:
+        prompt = conn.execute("SELECT prompt FROM requests").fetchone()[0]
+    assert prompt == ("<|im_start|>user\nHow many fruits?<|im_end|>\n<|im_start|>assistant\n"
+                      "<think>\nBooks are not fruit.\n</think>\n\n")
