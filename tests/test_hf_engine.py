@@ -121,3 +121,23 @@ def test_static_cache_decoding_gives_the_same_tokens(tiny_model: Path, base: HFE
     reference = {r.key: (r.text, r.completion_tokens, r.finish_reason)
                  for r in base.generate([Request(key=str(i), params=params, prompt=p) for i, p in enumerate(prompts)])}
     assert ours == reference
+
+
+@pytest.mark.parametrize("batching", ["static", "graphs"])
+def test_rows_stop_at_their_eos_and_keep_nothing_after(tiny_model: Path, batching: str) -> None:
+    engine = HFEngine(parse_model_spec(f"hf:{tiny_model}"), batching=batching, ignore_eos=True)
+    params = SamplingParams(max_new_tokens=16, temperature=0)
+    requests = [Request(key=str(i), params=params, prompt=p) for i, p in enumerate(PROMPTS)]
+    free = {r.key: r for r in engine.generate(requests)}
+    ids = engine.tokenizer(free["0"].raw_text, add_special_tokens=False)["input_ids"]
+    engine.eos_ids = [ids[2]]  # a token row 0 emits early becomes its end of sequence
+    stopped = {r.key: r for r in engine.generate(requests)}
+    first = ids.index(ids[2])
+    assert stopped["0"].finish_reason == "stop"
+    assert stopped["0"].completion_tokens == first + 1
+    alone = next(iter(engine.generate(requests[:1])))
+    assert (alone.text, alone.completion_tokens) == (stopped["0"].text, stopped["0"].completion_tokens)
+    for key in ("1", "2"):
+        row_ids = engine.tokenizer(free[key].raw_text, add_special_tokens=False)["input_ids"]
+        expected = row_ids.index(ids[2]) + 1 if ids[2] in row_ids else 16
+        assert stopped[key].completion_tokens == expected

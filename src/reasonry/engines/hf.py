@@ -299,15 +299,15 @@ class HFEngine(Engine):
             seen = history[:, : width + step] if history is not None else None
             chosen = select_tokens(logits, seen, seeds, step, temperature=params.temperature, top_k=params.top_k,
                                    top_p=params.top_p, repetition_penalty=params.repetition_penalty)
-            outputs[alive, step] = chosen
+            was_done = done[alive]
+            outputs[alive, step] = chosen.masked_fill(was_done, -1)  # rows past their EOS keep nothing
             if history is not None:
                 history[:, width + step] = chosen
-            finished_now = torch.isin(chosen, eos)
-            done[alive] |= finished_now
+            done[alive] = was_done | torch.isin(chosen, eos)
             if step + 1 == params.max_new_tokens:
                 break
             if self.eos_ids:
-                keep = ~finished_now
+                keep = ~done[alive]
                 remaining = int(keep.sum())
                 if remaining == 0:
                     break
