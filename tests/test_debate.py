@@ -279,3 +279,64 @@ def test_party_b_through_transformers_serve(served: str, tiny_model: Path, tmp_p
         engines = dict(conn.execute(
             "SELECT n.kind, r.engine FROM debate_nodes n JOIN requests r ON r.key=n.request_key").fetchall())
     assert engines == {"question": "openai", "answer": "hf"}
+
+
+class FlakyEngine(ScriptEngine):
+    """Fails the n-th request it sees (HTTP 503) while `failing` is on; a rerun then retries it."""
+
+    failing = True
+    seen = 0
+
+    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        for request in requests:
+            FlakyEngine.seen += 1
+            if FlakyEngine.failing and FlakyEngine.seen == 2:
+                yield Result(key=request.key, error="HTTP 503", finish_reason="error")
+            else:
+                yield from super().generate([request])
+
+
+def test_rerun_after_a_failed_request_prunes_stale_nodes(tmp_path: Path) -> None:
+    config = DebateConfig(model_a=SPEC, params=SamplingParams(max_new_tokens=8), breadth=2, rounds=2, max_nodes=9)
+    store = Store(tmp_path / "f.db")
+    FlakyEngine.failing, FlakyEngine.seen = True, 0
+    sizes = []
+    for failing in (True, False):
+        FlakyEngine.failing = failing
+        summary = run_debate(single_topic("Why did sales drop?"), config, store=store,
+                             loader=lambda spec, **_: FlakyEngine(spec))
+        stored = store.conn.execute("SELECT COUNT(*) FROM debate_nodes WHERE run_id=?",
+                                    (summary["run_id"],)).fetchone()[0]
+        assert stored == summary["nodes"] == sum(tree_sizes(store, summary["run_id"])) <= 9
+        sizes.append(stored)
+    assert FlakyEngine.seen > 2  # the rerun retried the failed request
+
+
+class BrokenEngine(ScriptEngine):
+    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        raise RuntimeError("engine went away")
+        yield
+
+
+def test_failed_run_summary_counts_the_stored_nodes(tmp_path: Path) -> None:
+    config = DebateConfig(model_a=SPEC, params=SamplingParams(max_new_tokens=8), breadth=2, rounds=1)
+    store = Store(tmp_path / "b.db")
+    with pytest.raises(RuntimeError, match="engine went away"):
+        run_debate(single_topic("Why?", "Because."), config, store=store, loader=lambda spec, **_: BrokenEngine(spec))
+    row = store.conn.execute("SELECT status, summary FROM runs WHERE kind='debate'").fetchone()
+    summary = json.loads(row["summary"])
+    assert row["status"] == "failed" and summary["topics"] == 1
+    assert summary["nodes"] == store.conn.execute("SELECT COUNT(*) FROM debate_nodes").fetchone()[0] == 2
+
+
+@pytest.mark.parametrize("command", [["show"], ["export", "--out", "rows.jsonl"]])
+def test_show_and_export_refuse_a_non_debate_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    store = Store(tmp_path / "g.db")
+    run_id = store.create_run("generate", source=None, config={})
+    store.close()
+    monkeypatch.chdir(tmp_path)
+    code = run_cli(["debate", command[0], run_id, "--db", str(tmp_path / "g.db"), *command[1:]], monkeypatch)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "not a debate run" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "rows.jsonl").exists()

@@ -231,3 +231,40 @@ def test_chat_mode_renders_the_chat_template_and_prefills_think(tmp_path, tiny_m
         prompt = conn.execute("SELECT prompt FROM requests").fetchone()[0]
     assert prompt == ("<|im_start|>user\nHow many fruits?<|im_end|>\n<|im_start|>assistant\n"
                       "<think>\nBooks are not fruit.\n</think>\n\n")
+
+
+def test_engine_settings_that_change_outputs_are_part_of_the_cache_key(tmp_path, questions_file, tiny_model, capsys,
+                                                                       monkeypatch):
+    db = ["--db", str(tmp_path / "r.db")]
+    assert json.loads(_gen([str(questions_file), *db], capsys, monkeypatch, tiny_model).out)["generated"] == 4
+    same_tokens = json.loads(_gen([str(questions_file), *db, "--batching", "graphs"], capsys, monkeypatch,
+                                  tiny_model).out)
+    assert same_tokens["cached"] == 4
+    other_sampler = json.loads(_gen([str(questions_file), *db, "--batching", "cb"], capsys, monkeypatch,
+                                    tiny_model).out)
+    assert other_sampler["generated"] == 4
+    other_dtype = json.loads(_gen([str(questions_file), *db, "--dtype", "bfloat16"], capsys, monkeypatch,
+                                  tiny_model).out)
+    assert other_dtype["generated"] == 4
+
+
+def test_input_columns_named_like_output_columns_are_kept(tmp_path, tiny_model, capsys, monkeypatch):
+    questions = tmp_path / "dolly.jsonl"
+    questions.write_text("\n".join(json.dumps({"instruction": f"q{i}", "response": f"GOLD{i}", "model": "human"})
+                                   for i in range(2)), encoding="utf-8")
+    out = tmp_path / "o.jsonl"
+    result = _gen([str(questions), "--db", str(tmp_path / "r.db"), "--out", str(out)], capsys, monkeypatch, tiny_model)
+    assert result.code == 0, result.err
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["response (input)"] for r in rows] == ["GOLD0", "GOLD1"]
+    assert [r["model (input)"] for r in rows] == ["human", "human"]
+    assert all(r["model"] == "tiny" for r in rows)
+
+
+def test_reading_commands_do_not_create_a_database(tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "typo.db"
+    for args in (["runs", "--db", str(missing)], ["runs", "show", "last", "--db", str(missing)],
+                 ["check", "last", "--db", str(missing)]):
+        result = run_cli(args, capsys, monkeypatch)
+        assert result.code == 2 and "no such database" in result.err
+    assert not missing.exists()

@@ -23,6 +23,7 @@ Everything that appears in the question is discounted: restating the question is
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 import threading
@@ -238,8 +239,29 @@ def _bigrams(keys: Sequence[str]) -> set[tuple[str, str]]:
     return set(zip(keys, keys[1:], strict=False))
 
 
+_LCS_MAX_CELLS = 1_000_000  # a bigger table (20,000 x 5,000 units of degenerate output) would take many seconds
+
+
+class _LcsBudget:
+    """LCS table cells one leakage check may fill, so many long sentences cannot add up to seconds either."""
+
+    def __init__(self, cells: int = 4 * _LCS_MAX_CELLS) -> None:
+        self.left = cells
+
+    def spend(self, a: int, b: int) -> bool:
+        self.left -= min(a * b, _LCS_MAX_CELLS)
+        return self.left >= 0
+
+
 def _lcs(a: Sequence[str], b: Sequence[str]) -> list[int]:
-    """Indexes into `b` of one longest common subsequence of `a` and `b`."""
+    """Indexes into `b` of one longest common subsequence of `a` and `b`.
+
+    The table is quadratic: past `_LCS_MAX_CELLS` cells only the leading parts are compared (`a` to at most
+    the square root of the bound, `b` to what then fits), so an overlong pair gives a lower bound, quickly.
+    """
+    if len(a) * len(b) > _LCS_MAX_CELLS:
+        a = a[: max(1, min(len(a), math.isqrt(_LCS_MAX_CELLS)))]
+        b = b[: max(1, _LCS_MAX_CELLS // len(a))]
     rows = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
     for i in range(len(a) - 1, -1, -1):
         for j in range(len(b) - 1, -1, -1):
@@ -763,6 +785,7 @@ def _answer_phrase_evidence(texts: _Texts, config: CheckConfig) -> _Evidence | N
 
 
 def _sentence_overlap_evidence(texts: _Texts, config: CheckConfig) -> _Evidence | None:
+    budget = _LcsBudget()
     question_keys = {u.key for u in _units(texts.question)}
     question_sentences = [
         [u.key for u in _units(texts.question, s, e)] for s, e in _sentences(texts.question)
@@ -774,10 +797,15 @@ def _sentence_overlap_evidence(texts: _Texts, config: CheckConfig) -> _Evidence 
         in_question = max((len(_lcs(target, q)) / len(target) for q in question_sentences), default=0.0)
         for s, e in texts.reasoning_sentences:
             units = _units(texts.reasoning, s, e)
-            matched = [units[j].key for j in _lcs(target, [u.key for u in units])]
-            ratio = len(matched) / len(target)
             has_cue = bool(_STRONG_CUE_RE.search(texts.reasoning[s:e]))
             threshold = config.leakage_cue_overlap if has_cue else config.leakage_overlap
+            # the LCS is at most the shorter side: skip sentences that cannot reach the threshold
+            if len(units) < max(threshold * len(target), config.leakage_min_sentence_units):
+                continue
+            if not budget.spend(len(target), len(units)):
+                return None
+            matched = [units[j].key for j in _lcs(target, [u.key for u in units])]
+            ratio = len(matched) / len(target)
             if ratio < threshold or len(matched) < config.leakage_min_sentence_units:
                 continue
             novel = any(k not in question_keys for k in matched)
@@ -882,8 +910,14 @@ def _reference_evidence(texts: _Texts, reference: str, config: CheckConfig) -> _
     target = [u.key for u in _units(ref)]
     if len(target) < 4:
         return None
+    budget = _LcsBudget()
     for s, e in texts.reasoning_sentences:
-        if len(_lcs(target, [u.key for u in _units(texts.reasoning, s, e)])) >= 0.8 * len(target):
+        units = [u.key for u in _units(texts.reasoning, s, e)]
+        if len(units) < 0.8 * len(target):
+            continue
+        if not budget.spend(len(target), len(units)):
+            return None
+        if len(_lcs(target, units)) >= 0.8 * len(target):
             return _Evidence("a reasoning sentence contains most of the reference answer", s, e)
     return None
 

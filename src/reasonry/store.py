@@ -114,6 +114,13 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise InputError(f"--db {self.path}: not a reasonry database ({exc})") from None
 
+    @classmethod
+    def existing(cls, path: str | Path) -> Store:
+        """Open a database that must already exist (commands that read runs must not create an empty one)."""
+        if not Path(path).exists():
+            raise InputError(f"--db {path}: no such database; give the --db that `reasonry generate` wrote")
+        return cls(path)
+
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):

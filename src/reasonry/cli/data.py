@@ -73,7 +73,7 @@ def check_command(
               "repetition_ngram": repetition_ngram, "repetition_max_repeats": repetition_max_repeats,
               "length_z": length_z, "leakage_overlap": leakage_overlap}
     config = check_config(_settings(language, values, settings))
-    store = Store(db)
+    store = Store.existing(db)
     run_id = store.resolve_run(run)
     summary = check_run(store, run_id, config=config, models=model or None)
     examples = flagged_examples(store, run_id, limit=show)
@@ -109,7 +109,7 @@ def report_command(
         raise InputError(f"--out {out}: the report is a web page; give a .html file name")
     if not out.parent.exists():
         raise InputError(f"--out {out}: folder '{out.parent}' does not exist; create it first")
-    store = Store(db)
+    store = Store.existing(db)
     run_id = store.resolve_run(run)
     records = records_with_flags(store, run_id, models=model or None)
     if not records:
@@ -146,7 +146,7 @@ def export_command(
     options = ExportOptions(format=fmt, reasoning_style=reasoning_style, chat=chat, system=system,
                             models=tuple(model or ()), exclude_flags=tuple(exclude_flag or ()),
                             min_chars=min_chars, accepted_only=accepted_only)
-    store = Store(db)
+    store = Store.existing(db)
     summary = export_dataset(store, out, run_id=run, steering=steering, debate_run=debate, options=options)
     if as_json:
         _print_json(summary)

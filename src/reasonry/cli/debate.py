@@ -183,6 +183,15 @@ def render_tree(roots: list[Node], run_id: str, *, chars: int = 100, depth: int 
     return top
 
 
+def resolve_debate_run(store: Store, run: str) -> str:
+    """The id of a debate run (id, unique prefix or 'last'); a run of another kind is an InputError."""
+    run_id = store.resolve_run(run, kind="debate" if run in ("last", "latest") else None)
+    kind = store.get_run(run_id)["kind"]
+    if kind != "debate":
+        raise InputError(f"run {run_id} is a {kind} run, not a debate run")
+    return run_id
+
+
 @debate_app.command("show")
 def debate_show(
     run: Annotated[str, typer.Argument(help="Debate run id, a unique prefix, or 'last'.")],
@@ -193,9 +202,7 @@ def debate_show(
 ) -> None:
     """Print a debate run's trees: kind, party, model, score and the start of each node (errors in red)."""
     store = Store(db)
-    run_id = store.resolve_run(run, kind="debate" if run in ("last", "latest") else None)
-    if store.get_run(run_id)["kind"] != "debate":
-        raise InputError(f"run {run_id} is not a debate run")
+    run_id = resolve_debate_run(store, run)
     roots = [root for root in load_tree(store, run_id) if topic is None or root.position == topic]
     stdout.print(render_tree(roots, run_id, chars=chars, depth=rounds))
 
@@ -209,7 +216,7 @@ def debate_export(
     if out is None and out_tree is None:
         raise InputError("give --out and/or --out-tree")
     store = Store(db)
-    run_id = store.resolve_run(run, kind="debate" if run in ("last", "latest") else None)
+    run_id = resolve_debate_run(store, run)
     written: dict[str, Any] = export_run(store, run_id, out=out, out_tree=out_tree)
     for what, count in written.items():
         console.print(f"{count} {what} written", highlight=False)

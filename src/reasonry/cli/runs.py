@@ -28,7 +28,7 @@ def runs_list(ctx: typer.Context, db: Db = "reasonry.db", limit: int = 30, as_js
     """List recent runs (newest first)."""
     if ctx.invoked_subcommand is not None:
         return
-    store = Store(db)
+    store = Store.existing(db)
     runs = store.list_runs(limit)
     if as_json:
         stdout.print_json(json.dumps(runs, ensure_ascii=False, default=str))
@@ -46,7 +46,7 @@ def runs_list(ctx: typer.Context, db: Db = "reasonry.db", limit: int = 30, as_js
 def runs_show(run: Annotated[str, typer.Argument(help="Run id, a unique prefix, or 'last'.")],
               db: Db = "reasonry.db", rows: int = 5, as_json: JsonOut = False) -> None:
     """Show one run: its settings, summary and first rows."""
-    store = Store(db)
+    store = Store.existing(db)
     run_id = store.resolve_run(run)
     data = store.get_run(run_id)
     data["config"].pop("template_source", None)

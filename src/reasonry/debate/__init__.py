@@ -123,7 +123,7 @@ def run_debate(topics: list[Row], config: DebateConfig, *, db: str | Path = "rea
         status = "interrupted"
         raise
     finally:
-        summary = _summary(run_id, roots, debate, store.path)
+        summary = _summary(run_id, roots or debate.roots, debate, store.path)
         store.finish_run(run_id, status, summary)
         if status != "done" and own_store:
             store.close()
@@ -136,7 +136,8 @@ def run_debate(topics: list[Row], config: DebateConfig, *, db: str | Path = "rea
 
 
 def _summary(run_id: str, roots: list[Node], debate: Debate, db: Path) -> dict[str, Any]:
-    nodes = [node for root in roots for node in root.walk()]
+    nodes = [node for root in roots for node in root.walk() if node.id is not None]  # stored ones only
+    roots = [root for root in roots if root.id is not None]
     counts = debate.counts
     return {
         "run_id": run_id, "rows": len(roots), "topics": len(roots), "nodes": len(nodes),

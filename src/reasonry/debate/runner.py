@@ -8,7 +8,8 @@ So the turns read A, B, A, B, …: A defends its position, B attacks it.
 
 A rerun of the same settings on the same database recomputes the tree from the stored results (cached
 requests are not generated again) and writes nodes by (parent, kind, position): it finishes an
-interrupted tree and never duplicates a node.
+interrupted tree and never duplicates a node. When a pass finishes, the run's stored nodes that it did not
+save (left by an earlier pass whose failed requests are now retried, growing a different tree) are deleted.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Debate:
         self.sizes: dict[int, int] = {}
         self._loader = loader
         self._engines: dict[str, LazyEngine] = {}
+        self.roots: list[Node] = []  # the trees grown so far, also when a round fails or is interrupted
 
     # -- the rounds ----------------------------------------------------------------
     def run(self, topics: list[Row]) -> list[Node]:
@@ -103,6 +105,7 @@ class Debate:
             for rnd in range(1, self.config.rounds + 1):
                 challenges = self._challenge(rnd, frontier)
                 frontier = self._answer(rnd, self._select(rnd, challenges))
+            self.writer.prune()
         finally:
             for engine in self._engines.values():
                 engine.close()
@@ -116,6 +119,7 @@ class Debate:
             root = Node("root", "", 0, topic.index, text=topic.question, expanded=True)
             answer = self._child(root, "answer", party.name, 0, 0)
             roots.append(root)
+            self.roots.append(root)
             answers.append(answer)
             if topic.reference:
                 answer.text, answer.model = topic.reference, "given"

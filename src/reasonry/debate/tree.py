@@ -69,6 +69,7 @@ class NodeWriter:
         self.store = store
         self.run_id = run_id
         self.known: dict[tuple[int | None, str, int], tuple[int, tuple[Any, ...]]] = {}
+        self.saved: set[int] = set()
         rows = store.conn.execute(
             f"SELECT id, parent_id, kind, position, {', '.join(_FIELDS)} FROM debate_nodes WHERE run_id=?", (run_id,))
         for row in rows:
@@ -94,6 +95,34 @@ class NodeWriter:
                         (self.run_id, parent_id, node.kind, node.position, time.time(), *values))
                     node.id = self._find(parent_id, node.kind, node.position)
                 self.known[slot] = (node.id, values)
+                self.saved.add(node.id)  # type: ignore[arg-type]
+
+    def prune(self) -> int:
+        """Delete this run's stored nodes that this pass did not save (children first); returns how many.
+
+        A rerun that retries a failed request can grow a different tree: nodes of the earlier tree that the
+        finished pass no longer has would otherwise stay, and the stored tree would exceed --max-nodes.
+        """
+        rows = self.store.conn.execute(
+            "SELECT id, parent_id FROM debate_nodes WHERE run_id=?", (self.run_id,)).fetchall()
+        parents = {row["id"]: row["parent_id"] for row in rows}
+        stale = [node_id for node_id in parents if node_id not in self.saved]
+        if not stale:
+            return 0
+
+        def depth(node_id: int) -> int:
+            level, seen = 0, set()
+            while (node_id := parents.get(node_id)) is not None and node_id not in seen:
+                seen.add(node_id)
+                level += 1
+            return level
+
+        stale.sort(key=depth, reverse=True)
+        with self.store.transaction() as conn:
+            conn.executemany("DELETE FROM debate_nodes WHERE id=?", [(node_id,) for node_id in stale])
+        gone = set(stale)
+        self.known = {slot: entry for slot, entry in self.known.items() if entry[0] not in gone}
+        return len(stale)
 
     def _find(self, parent_id: int | None, kind: str, position: int) -> int:
         row = self.store.conn.execute(

@@ -62,6 +62,9 @@ def request_key(
         "params": params.canonical(),
         "sample": sample_index,
     }
+    settings = spec.options.get("settings")
+    if settings:  # engine settings that change the output (dtype, quantisation, sampler); absent by default
+        payload["settings"] = settings
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 

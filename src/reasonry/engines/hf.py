@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,10 @@ class HFEngine(Engine):
         if compile:
             self.model.forward = torch.compile(self.model.forward, dynamic=True)
         self.eos_ids = [] if ignore_eos else self._eos_ids()  # ignore_eos: fixed-length runs for benchmarks
+        settings = {"dtype": None if dtype == "auto" else dtype,
+                    "quantization": "4bit" if load_in_4bit else "8bit" if load_in_8bit else None,
+                    "ignore_eos": ignore_eos or None, "sampler": "transformers" if batching == "cb" else None}
+        self.spec = replace(spec, options={**spec.options, "settings": {k: v for k, v in settings.items() if v}})
         self.special_tokens = list(self.tokenizer.all_special_tokens)
 
     # -- loading ---------------------------------------------------------------

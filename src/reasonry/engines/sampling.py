@@ -62,9 +62,9 @@ def select_tokens(
     else:
         values, indices = torch.sort(logits, dim=-1, descending=True)
     if top_p < 1.0:
-        cumulative = values.softmax(dim=-1).cumsum(dim=-1)
+        probs = values.softmax(dim=-1)
         # Keep the smallest prefix whose mass reaches top_p (at least one token), as transformers does.
-        drop = (cumulative - values.softmax(dim=-1)) >= top_p
+        drop = (probs.cumsum(dim=-1) - probs) >= top_p
         drop[:, 0] = False
         values = values.masked_fill(drop, float("-inf"))
     noise = hashed_uniform(seeds, step, indices)

@@ -67,6 +67,7 @@ class PromptTemplate:
             raise ConfigError(f"template {self.name}: {exc}") from None
 
 
+@functools.lru_cache(maxsize=32)
 def builtin_source(name: str) -> str:
     return resources.files("reasonry.prompts").joinpath("templates", f"{name}.j2").read_text(encoding="utf-8")
 

@@ -94,7 +94,7 @@ def build_request(spec: ModelSpec, engine: Engine, prompt: str, params: Sampling
         messages = [{"role": "user", "content": prompt}]
         rendered = engine.render_chat(messages)
         prompt, messages = (rendered, None) if rendered is not None else (None, messages)  # type: ignore[assignment]
-    key = request_key(spec, prompt, messages, None, params, sample_index)
+    key = request_key(engine.spec, prompt, messages, None, params, sample_index)
     return Request(key=key, params=params, prompt=prompt, messages=messages, sample_index=sample_index)
 
 
@@ -196,7 +196,4 @@ def count_rows(store: Store, run_id: str) -> int:
 
 
 def open_existing_store(db: str | Path) -> Store:
-    path = Path(db)
-    if not path.exists():
-        raise InputError(f"--db {path}: no such database; give the --db that `reasonry generate` wrote")
-    return Store(path)
+    return Store.existing(db)

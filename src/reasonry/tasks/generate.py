@@ -100,11 +100,10 @@ class Prompter:
         return "response" if self.config.chat else self.template.produces
 
 
-def plan(source: RowSource, prompter: Prompter, spec: ModelSpec, label: str, engine: Engine,
-         samples: int) -> Iterator[Planned]:
+def plan(source: RowSource, prompter: Prompter, label: str, engine: Engine, samples: int) -> Iterator[Planned]:
     for row in source:
         for sample in range(samples):
-            request, error = prompter.build(row, spec, engine, sample)
+            request, error = prompter.build(row, engine.spec, engine, sample)
             yield Planned(row.index, label, request, prompter.produces, error=error, row=row)
 
 
@@ -166,7 +165,7 @@ def generate(
             with open_engine(spec, config) as engine:
                 if reporter:
                     reporter.start(label, source.total * config.samples if source.total is not None else None)
-                planned = plan(source, prompter, spec, label, engine, config.samples)
+                planned = plan(source, prompter, label, engine, config.samples)
                 counts = execute(store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter,
                                  on_chunk=(lambda chunk: _store_inputs(store, run_id, chunk)) if index == 0 else None)
                 rows = rows or counts.requests // config.samples

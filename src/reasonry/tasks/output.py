@@ -31,13 +31,16 @@ def write_run_output(store: Store, run_id: str, path: str | Path, *, models: lis
     samples = int(config.get("samples", 1))
     id_name = config.get("id_col") or "seq"
     has_input = bool(config.get("input_col"))
-    extras = [c for c in config.get("extra_columns", []) if c not in (id_name, "question", "input")]
     translations = list(config.get("translations", []))
+    reserved = {id_name, "question", "input", "sample", *RESULT_COLUMNS, *translations}
+    # An input column named like an output column (a Dolly-style `response`, say) keeps its values under a new name.
+    renamed = {c: f"{c} (input)" for c in config.get("extra_columns", []) if c in reserved}
+    extras = [renamed.get(c, c) for c in config.get("extra_columns", [])]
     path = Path(path)
     if wide is None:
         wide = path.suffix.lower() == ".xlsx" and (len(labels) > 1 or samples > 1)
     base = [id_name, "question"] + (["input"] if has_input else [])
-    grouped = _rows(store.run_records(run_id, models=labels, columns=None))
+    grouped = _rows(_renaming(store.run_records(run_id, models=labels, columns=None), renamed))
     if wide:
         slots = [(label, s) for label in labels for s in range(samples)]
         columns = base + extras + [f"{field} [{_slot_name(label, s, samples)}]"
@@ -50,6 +53,13 @@ def write_run_output(store: Store, run_id: str, path: str | Path, *, models: lis
         rows = (row for records in grouped for row in _long_rows(records, id_name, translations, samples))
     wrap = [c for c in columns if c.split(" [")[0] in TEXT_COLUMNS or c.split(" [")[0] in translations]
     return write_table(path, columns, rows, wrap_columns=wrap)
+
+
+def _renaming(records: Iterator[dict[str, Any]], renamed: dict[str, str]) -> Iterator[dict[str, Any]]:
+    for record in records:
+        if renamed:
+            record["extra"] = {renamed.get(k, k): v for k, v in record["extra"].items()}
+        yield record
 
 
 def _slot_name(label: str, sample: int, samples: int) -> str:

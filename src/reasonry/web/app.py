@@ -33,7 +33,8 @@ def create_app(steerer: Steerer, *, token: str | None = None, max_body: int = MA
 
     @app.exception_handler(ReasonryError)
     async def user_error(request: Request, exc: ReasonryError) -> JSONResponse:
-        return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error"}}, status_code=400)
+        message = steer_api.public_message(request, exc)
+        return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=400)
 
     guarded = Guard(app, token=token, max_body=max_body)
     guarded.fastapi = app  # type: ignore[attr-defined]

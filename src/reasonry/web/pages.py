@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from reasonry.errors import InputError
 from reasonry.web import browse
+from reasonry.web.steer_api import public_message
 
 router = APIRouter()
 _ENV: jinja2.Environment | None = None
@@ -32,8 +33,11 @@ def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(env().get_template(name).render(**context), status_code=status)
 
 
+MAX_PAGE = 1_000_000  # a bigger page number is shown as this one (empty), not an SQLite OverflowError
+
+
 def _page(value: str | None) -> int:
-    return max(1, int(value)) if value and value.isdigit() else 1
+    return min(MAX_PAGE, max(1, int(value))) if value and value.isdigit() and value.isascii() else 1
 
 
 @router.get("/")
@@ -61,7 +65,8 @@ def run_page(request: Request, run_id: str, page: str | None = None, q: str = ""
     try:
         run_id = store.resolve_run(run_id)
     except InputError as exc:
-        return render("message.html", status=404, page="runs", title="Run not found", message=str(exc))
+        return render("message.html", status=404, page="runs", title="Run not found",
+                      message=public_message(request, exc))
     number = _page(page)
     data = browse.run_rows(store, run_id, models=model or None, text=q[:500], page=number)
     all_models = [m["label"] for m in data.run["models"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,17 +13,60 @@ from starlette.concurrency import run_in_threadpool
 
 from reasonry.config import SamplingParams
 from reasonry.errors import InputError, ReasonryError
-from reasonry.tasks.steer import Steerer, Version, accept, get_version, history, threads
+from reasonry.tasks.steer import MODES, Steerer, Version, accept, get_version, history, threads
 from reasonry.web.diff import diff_stats, word_diff
 
 router = APIRouter(prefix="/api")
+log = logging.getLogger(__name__)
 MAX_NEW_TOKENS = 8192
+MAX_INT = (1 << 63) - 1  # SQLite's integer range: a bigger id or seed is refused, not an OverflowError
 PARAM_TYPES = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float,
                "max_new_tokens": int, "seed": int}
 
 
 def steerer_of(request: Request) -> Steerer:
     return request.app.state.steerer
+
+
+def public_message(request: Request, error: BaseException | str) -> str:
+    """An error message for a web client: without the server's database path (and one line)."""
+    message = str(error)
+    store = getattr(request.app.state, "store", None)
+    path = getattr(store, "path", None)
+    if path is not None:
+        for form in {str(path), str(path.resolve())}:
+            message = message.replace(f" in {form}", "").replace(form, "the database")
+    return " ".join(message.split())
+
+
+def stream_error(request: Request, exc: Exception) -> str:
+    """The message for an error raised after a stream's 200 was sent (unexpected ones are logged in full)."""
+    if isinstance(exc, ReasonryError):
+        return public_message(request, exc)
+    log.exception("error while streaming %s", request.url.path)
+    return public_message(request, f"internal error ({type(exc).__name__}: {exc})")
+
+
+def int_value(value: Any, name: str, *, low: int = 0) -> int:
+    """A whole number from JSON (an int or a string of digits) within SQLite's range, else an InputError."""
+    if isinstance(value, bool) or not isinstance(value, int | str | float):
+        raise InputError(f"{name} must be a whole number")
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name} must be a whole number, not {value!r}") from None
+    if isinstance(value, float) and number != value:
+        raise InputError(f"{name} must be a whole number, not {value!r}")
+    if not low <= number <= MAX_INT:
+        raise InputError(f"{name} must be between {low} and {MAX_INT}")
+    return number
+
+
+def version_id_of(value: int, name: str = "version") -> int:
+    """A path/query version id the database can hold; a bigger one is simply not found."""
+    if not 1 <= value <= MAX_INT:
+        raise InputError(f"steering {name} {value} not found")
+    return value
 
 
 def params_from(body: Any, defaults: SamplingParams) -> SamplingParams:
@@ -37,10 +81,14 @@ def params_from(body: Any, defaults: SamplingParams) -> SamplingParams:
             raise InputError(f"unknown sampling parameter {name!r}; known: {', '.join(PARAM_TYPES)}")
         if value is None or value == "":
             continue
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise InputError(f"sampling parameter {name}: {value!r} is not a number")
         try:
             changes[name] = PARAM_TYPES[name](value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputError(f"sampling parameter {name}: {value!r} is not a number") from None
+        if PARAM_TYPES[name] is int and not -MAX_INT <= changes[name] <= MAX_INT:
+            raise InputError(f"sampling parameter {name}: {value!r} is out of range")
     if changes.get("max_new_tokens", 0) > MAX_NEW_TOKENS:
         raise InputError(f"max_new_tokens must be <= {MAX_NEW_TOKENS}")
     return defaults.with_(**changes)
@@ -64,12 +112,19 @@ def _text(body: dict[str, Any], name: str) -> str:
 
 
 def _steer_options(body: dict[str, Any], steerer: Steerer) -> dict[str, Any]:
+    """Every field checked up front, so a bad one is a 400 before anything is generated or streamed."""
     parent = body.get("parent")
+    mode = _text(body, "mode") or "reasoning"
+    if mode not in MODES:
+        raise InputError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
+    reasoning = _text(body, "reasoning") or None
+    if mode == "special" and not reasoning:
+        raise InputError("mode special needs a reasoning")
     return {
-        "model": body.get("model") or None, "question": _text(body, "question"), "input_text": _text(body, "input"),
-        "mode": body.get("mode") or "reasoning", "reasoning": body.get("reasoning") or None,
-        "params": params_from(body.get("params"), steerer.params), "thread": body.get("thread") or None,
-        "parent": int(parent) if parent not in (None, "") else None,
+        "model": _text(body, "model") or None, "question": _text(body, "question"), "input_text": _text(body, "input"),
+        "mode": mode, "reasoning": reasoning,
+        "params": params_from(body.get("params"), steerer.params), "thread": _text(body, "thread") or None,
+        "parent": int_value(parent, "parent", low=1) if parent not in (None, "") else None,
     }
 
 
@@ -97,6 +152,8 @@ async def steer_stream(request: Request) -> StreamingResponse:
     options = _steer_options(await json_body(request), steerer)
     model, question, input_text = options.pop("model"), options.pop("question"), options.pop("input_text")
     steerer.engine(model)
+    if options["parent"] is not None:
+        steerer.get(options["parent"])
 
     def lines() -> Iterator[str]:
         try:
@@ -105,8 +162,8 @@ async def steer_stream(request: Request) -> StreamingResponse:
                     yield json.dumps({"type": "version", "version": piece.to_dict()}, ensure_ascii=False) + "\n"
                 else:
                     yield json.dumps({"type": "text", "text": piece}, ensure_ascii=False) + "\n"
-        except ReasonryError as exc:
-            yield json.dumps({"type": "error", "message": str(exc)}, ensure_ascii=False) + "\n"
+        except Exception as exc:  # after the 200 an error can only be a line: never cut the stream
+            yield json.dumps({"type": "error", "message": stream_error(request, exc)}, ensure_ascii=False) + "\n"
 
     return StreamingResponse(lines(), media_type="application/x-ndjson", headers={"cache-control": "no-store"})
 
@@ -123,19 +180,19 @@ def thread_versions(request: Request, thread: str) -> dict[str, Any]:
 
 @router.get("/versions/{version_id}")
 def version(request: Request, version_id: int) -> dict[str, Any]:
-    return get_version(steerer_of(request).store, version_id).to_dict()
+    return get_version(steerer_of(request).store, version_id_of(version_id)).to_dict()
 
 
 @router.post("/versions/{version_id}/accept")
 async def accept_version(request: Request, version_id: int) -> dict[str, Any]:
     body = await json_body(request)
-    return accept(steerer_of(request).store, version_id, bool(body.get("accepted", True))).to_dict()
+    return accept(steerer_of(request).store, version_id_of(version_id), bool(body.get("accepted", True))).to_dict()
 
 
 @router.get("/diff")
 def diff(request: Request, a: int, b: int) -> dict[str, Any]:
     store = steerer_of(request).store
-    old, new = get_version(store, a), get_version(store, b)
+    old, new = get_version(store, version_id_of(a)), get_version(store, version_id_of(b))
     response, reasoning = word_diff(old.response, new.response), word_diff(old.reasoning, new.reasoning)
     return {"a": a, "b": b, "response": response, "reasoning": reasoning,
             "stats": {"response": diff_stats(response), "reasoning": diff_stats(reasoning)}}
