@@ -174,9 +174,15 @@ def serve_command(
     specs = [parse_model_spec(m) for m in model]
     store = Store(db)
     engines = {}
-    for label, spec in zip(unique_labels(specs), specs, strict=True):
-        console.print(f"loading {spec} as [bold]{label}[/]", highlight=False)
-        engines[label] = load_engine(spec, **engine_options(device=device, dtype=dtype))
+    try:
+        for label, spec in zip(unique_labels(specs), specs, strict=True):
+            console.print(f"loading {spec} as [bold]{label}[/]", highlight=False)
+            engines[label] = load_engine(spec, **engine_options(device=device, dtype=dtype))
+    except BaseException:  # a later model failed to load: free the ones already loaded
+        for engine in engines.values():
+            engine.close()
+        store.close()
+        raise
     params = sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, stop)
     steerer = Steerer(store, engines, chat=chat, params=params)
     shown_host = f"[{host}]" if ":" in host else host

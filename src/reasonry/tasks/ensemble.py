@@ -21,7 +21,7 @@ from reasonry.extract import THINK_CLOSE
 from reasonry.io.writers import check_output_path
 from reasonry.prompts.library import PromptTemplate, load_template
 from reasonry.store import Store
-from reasonry.tasks.execute import Counts, Planned, Reporter, execute
+from reasonry.tasks.execute import Planned, Reporter, execute, summarize
 from reasonry.tasks.output import write_run_output
 
 ENSEMBLE_LABEL = "ensemble"
@@ -102,17 +102,6 @@ def error_request(spec: ModelSpec, params: SamplingParams, where: str, sample_in
     """A placeholder for a row that cannot become a prompt; its key is unique to the place."""
     key = request_key(spec, f"error:{where}", None, None, params, sample_index)
     return Request(key=key, params=params, prompt=None, sample_index=sample_index)
-
-
-def summarize(run_id: str, counts: Counts, rows: int, out: Path | None, db: Path, **extra: Any) -> dict[str, Any]:
-    tokens_per_s = counts.completion_tokens / counts.seconds if counts.seconds else 0.0
-    return {
-        "run_id": run_id, "rows": rows, "requests": counts.requests, "generated": counts.generated,
-        "cached": counts.cached, "failed": counts.failed, "prompt_tokens": counts.prompt_tokens,
-        "completion_tokens": counts.completion_tokens, "seconds": round(counts.seconds, 3),
-        "tokens_per_s": round(tokens_per_s, 1), "output": str(out) if out else None, "db": str(db),
-        "errors": counts.errors, **extra,
-    }
 
 
 class ContentAsReasoning(Engine):

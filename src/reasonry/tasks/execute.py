@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from reasonry.config import ModelSpec
@@ -46,6 +47,18 @@ class Counts:
         for name in ("requests", "generated", "cached", "failed", "prompt_tokens", "completion_tokens", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors[: max(0, 5 - len(self.errors))]
+
+
+def summarize(run_id: str, counts: Counts, rows: int, out: Path | None, db: Path, **extra: Any) -> dict[str, Any]:
+    """The summary every task prints and stores with its run."""
+    tokens_per_s = counts.completion_tokens / counts.seconds if counts.seconds else 0.0
+    return {
+        "run_id": run_id, "rows": rows, "requests": counts.requests, "generated": counts.generated,
+        "cached": counts.cached, "failed": counts.failed, "prompt_tokens": counts.prompt_tokens,
+        "completion_tokens": counts.completion_tokens, "seconds": round(counts.seconds, 3),
+        "tokens_per_s": round(tokens_per_s, 1), "output": str(out) if out else None, "db": str(db),
+        "errors": counts.errors, **extra,
+    }
 
 
 class Reporter:

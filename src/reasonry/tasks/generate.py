@@ -15,7 +15,7 @@ from reasonry.io.readers import Row, RowSource, open_rows
 from reasonry.io.writers import check_output_path
 from reasonry.prompts.library import PromptTemplate, load_template, role_text
 from reasonry.store import Store
-from reasonry.tasks.execute import Counts, Planned, Reporter, execute
+from reasonry.tasks.execute import Counts, Planned, Reporter, execute, summarize
 from reasonry.tasks.output import write_run_output
 
 THINK_PREFILL = "<think>\n{reasoning}\n</think>\n\n"
@@ -177,7 +177,7 @@ def generate(
         status = "interrupted"
         raise
     finally:
-        summary = _summary(run_id, total, rows, out_path, store.path)
+        summary = summarize(run_id, total, rows, out_path, store.path)
         store.finish_run(run_id, status, summary)
         if status != "done" and own_store:
             store.close()
@@ -204,14 +204,3 @@ def open_engine(spec: ModelSpec, config: GenerateConfig) -> Engine:
 def _store_inputs(store: Store, run_id: str, chunk: list[Planned]) -> None:
     rows = {p.row_index: p.row for p in chunk if p.row is not None}
     store.add_inputs(run_id, [rows[i] for i in sorted(rows)])
-
-
-def _summary(run_id: str, counts: Counts, rows: int, out: Path | None, db: Path) -> dict[str, Any]:
-    tokens_per_s = counts.completion_tokens / counts.seconds if counts.seconds else 0.0
-    return {
-        "run_id": run_id, "rows": rows,
-        "requests": counts.requests, "generated": counts.generated, "cached": counts.cached, "failed": counts.failed,
-        "prompt_tokens": counts.prompt_tokens, "completion_tokens": counts.completion_tokens,
-        "seconds": round(counts.seconds, 3), "tokens_per_s": round(tokens_per_s, 1),
-        "output": str(out) if out else None, "db": str(db), "errors": counts.errors,
-    }

@@ -30,9 +30,8 @@ from reasonry.tasks.ensemble import (
     load_task_template,
     open_existing_store,
     parse_spec,
-    summarize,
 )
-from reasonry.tasks.execute import Planned, Reporter, execute
+from reasonry.tasks.execute import Planned, Reporter, execute, summarize
 from reasonry.tasks.output import write_run_output
 
 FIELDS = ("reasoning", "response")

@@ -24,7 +24,7 @@ from reasonry.engines.base import Request as EngineRequest
 from reasonry.errors import ConfigError, InputError, ReasonryError
 from reasonry.extract import split_output
 from reasonry.tasks.steer import MODES, THINK_PREFILL, Steerer, build_prompt, parse_text
-from reasonry.web.steer_api import json_body, steerer_of
+from reasonry.web.steer_api import json_body, params_from, public_message, steerer_of, stream_error
 
 router = APIRouter(prefix="/v1")
 HOLD = 24  # characters held back while streaming, so a marker being written is not sent as text
@@ -37,21 +37,35 @@ def _error(message: str, status: int = 400) -> JSONResponse:
                         status_code=status)
 
 
+# OpenAI body fields -> the /api sampling parameters; max_completion_tokens (the newer name) wins over max_tokens
+PARAM_NAMES = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens", "temperature": "temperature",
+               "top_p": "top_p", "seed": "seed", "top_k": "top_k", "repetition_penalty": "repetition_penalty"}
+
+
 def _params(body: dict[str, Any], defaults: SamplingParams) -> SamplingParams:
-    if int(body.get("n") or 1) != 1:
-        raise InputError("n > 1 is not supported; send several requests")
-    stop = body.get("stop") or ()
-    changes: dict[str, Any] = {"stop": (stop,) if isinstance(stop, str) else tuple(stop)}
-    names = {"max_tokens": ("max_new_tokens", int), "max_completion_tokens": ("max_new_tokens", int),
-             "temperature": ("temperature", float), "top_p": ("top_p", float), "seed": ("seed", int),
-             "top_k": ("top_k", int), "repetition_penalty": ("repetition_penalty", float)}
-    for key, (name, kind) in names.items():
-        if body.get(key) is not None:
-            try:
-                changes[name] = kind(body[key])
-            except (TypeError, ValueError):
-                raise InputError(f"{key}: {body[key]!r} is not a number") from None
-    return defaults.with_(**changes)
+    """The OpenAI fields mapped to /api's names and checked by the one `params_from` (so its caps apply)."""
+    n = body.get("n")
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int | str):
+            raise InputError(f"n must be a whole number, not {n!r}")
+        try:
+            count = int(n)
+        except ValueError:
+            raise InputError(f"n must be a whole number, not {n!r}") from None
+        if count != 1:
+            raise InputError("n > 1 is not supported; send several requests")
+    stop = body.get("stop") or []
+    if isinstance(stop, str):
+        stop = (stop,)
+    elif not isinstance(stop, list) or not all(isinstance(item, str) for item in stop):
+        raise InputError("stop must be a string or a list of strings")
+    overrides = {PARAM_NAMES[key]: body[key] for key in PARAM_NAMES if body.get(key) is not None}
+    try:
+        params = params_from(overrides, defaults)
+    except InputError as exc:
+        message = str(exc).replace("max_new_tokens", "max_tokens").replace("sampling parameter ", "")
+        raise InputError(message) from None
+    return params.with_(stop=tuple(stop))
 
 
 def _model(steerer: Steerer, body: dict[str, Any]) -> tuple[str, Engine]:
@@ -61,12 +75,24 @@ def _model(steerer: Steerer, body: dict[str, Any]) -> tuple[str, Engine]:
     return name, steerer.engines[name]
 
 
+def _text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"{name} must be a string")
+    return value
+
+
 def _mode(body: dict[str, Any]) -> str | None:
+    """The alpaca mode asked for (None: plain); a reasoning means special, and special needs a reasoning."""
     mode = body.get("mode")
-    if mode is not None and mode not in MODES:
+    if mode is not None and (not isinstance(mode, str) or mode not in MODES):
         raise InputError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
-    if body.get("reasoning"):
+    reasoning = _text(body, "reasoning")
+    _text(body, "input")
+    if reasoning:
         return "special"
+    if mode == "special":
+        raise InputError("mode special needs a reasoning (a non-empty string)")
     return mode
 
 
@@ -94,13 +120,22 @@ def _usage(result: Result) -> dict[str, int]:
 
 
 def _generate(steerer: Steerer, label: str, request: EngineRequest) -> Result:
+    result: Result | None = None
     with steerer.locks[label]:
         for piece in steerer.engines[label].stream(request):
             if isinstance(piece, Result):
                 result = piece
-    if result.error:
-        raise ReasonryError(f"model {label}: {result.error}")
+    if result is None or result.error:
+        raise ReasonryError(f"model {label}: {result.error if result else 'no result'}")
     return result
+
+
+async def _reply(request: Request, steerer: Steerer, label: str, engine_request: EngineRequest) -> Result | JSONResponse:
+    """The finished result, or a one-line 500 (a failed model; anything unexpected is logged in full)."""
+    try:
+        return await run_in_threadpool(_generate, steerer, label, engine_request)
+    except Exception as exc:
+        return _error(stream_error(request, exc), 500)
 
 
 def _pieces(steerer: Steerer, label: str, request: EngineRequest) -> Iterator[str | Result]:
@@ -136,7 +171,7 @@ async def completions(request: Request) -> Any:
             prompt, _, _ = build_prompt(mode, prompt, body.get("input") or "", body.get("reasoning"))
         engine_request = _request(engine, params, prompt, None, None)
     except ReasonryError as exc:
-        return _error(str(exc))
+        return _error(public_message(request, exc))
     ident, created = "cmpl-" + secrets.token_hex(8), int(time.time())
 
     def chunk(text: str, finish: str | None) -> dict[str, Any]:
@@ -145,21 +180,23 @@ async def completions(request: Request) -> Any:
 
     if body.get("stream"):
         def events() -> Iterator[str]:
-            for piece in _pieces(steerer, label, engine_request):
-                if isinstance(piece, Result):
-                    if piece.error:
-                        yield _sse({"error": {"message": piece.error}})
+            try:
+                for piece in _pieces(steerer, label, engine_request):
+                    if isinstance(piece, Result):
+                        if piece.error:
+                            yield _sse({"error": {"message": public_message(request, piece.error)}})
+                        else:
+                            yield _sse({**chunk("", piece.finish_reason), "usage": _usage(piece)})
                     else:
-                        yield _sse({**chunk("", piece.finish_reason), "usage": _usage(piece)})
-                else:
-                    yield _sse(chunk(piece, None))
+                        yield _sse(chunk(piece, None))
+            except Exception as exc:  # after the 200 an error can only be an event: never cut the stream
+                yield _sse({"error": {"message": stream_error(request, exc)}})
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
-    try:
-        result = await run_in_threadpool(_generate, steerer, label, engine_request)
-    except ReasonryError as exc:
-        return _error(str(exc), 500)
+    result = await _reply(request, steerer, label, engine_request)
+    if isinstance(result, JSONResponse):
+        return result
     reply = chunk(result.text, result.finish_reason)
     if mode is not None:
         reasoning, response = parse_text(mode, result.text, body.get("reasoning"))
@@ -173,8 +210,8 @@ def _chat_request(engine: Engine, body: dict[str, Any], params: SamplingParams) 
             isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
         raise InputError("messages must be a non-empty list of {role, content} with string content")
     messages = [{"role": str(m.get("role", "user")), "content": m["content"]} for m in messages]
-    reasoning = body.get("reasoning") or None
     mode = _mode(body)
+    reasoning = body.get("reasoning") or None
     style = body.get("template") or ("chat" if _has_chat_template(engine) else "alpaca")
     if style not in ("chat", "alpaca"):
         raise InputError("template must be chat or alpaca")
@@ -200,7 +237,7 @@ async def chat_completions(request: Request) -> Any:
         params = _params(body, steerer.params)
         engine_request, parse = _chat_request(engine, body, params)
     except ReasonryError as exc:
-        return _error(str(exc))
+        return _error(public_message(request, exc))
     ident, created = "chatcmpl-" + secrets.token_hex(8), int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
@@ -211,24 +248,26 @@ async def chat_completions(request: Request) -> Any:
         def events() -> Iterator[str]:
             yield _sse(chunk({"role": "assistant", "content": ""}, None))
             deltas = _Deltas(parse)
-            for piece in _pieces(steerer, label, engine_request):
-                if isinstance(piece, Result):
-                    if piece.error:
-                        yield _sse({"error": {"message": piece.error}})
-                        break
-                    for delta in deltas.feed("", final=True):
-                        yield _sse(chunk(delta, None))
-                    yield _sse({**chunk({}, piece.finish_reason), "usage": _usage(piece)})
-                else:
-                    for delta in deltas.feed(piece):
-                        yield _sse(chunk(delta, None))
+            try:
+                for piece in _pieces(steerer, label, engine_request):
+                    if isinstance(piece, Result):
+                        if piece.error:
+                            yield _sse({"error": {"message": public_message(request, piece.error)}})
+                            break
+                        for delta in deltas.feed("", final=True):
+                            yield _sse(chunk(delta, None))
+                        yield _sse({**chunk({}, piece.finish_reason), "usage": _usage(piece)})
+                    else:
+                        for delta in deltas.feed(piece):
+                            yield _sse(chunk(delta, None))
+            except Exception as exc:  # after the 200 an error can only be an event: never cut the stream
+                yield _sse({"error": {"message": stream_error(request, exc)}})
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
-    try:
-        result = await run_in_threadpool(_generate, steerer, label, engine_request)
-    except ReasonryError as exc:
-        return _error(str(exc), 500)
+    result = await _reply(request, steerer, label, engine_request)
+    if isinstance(result, JSONResponse):
+        return result
     reasoning, response = parse(result.text)
     message = {"role": "assistant", "content": response or "", "reasoning_content": reasoning}
     return {"id": ident, "object": "chat.completion", "created": created, "model": label,
