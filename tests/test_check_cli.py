@@ -159,3 +159,18 @@ def test_report_is_escaped_self_contained_and_shows_stored_flags(tmp_path, capsy
     assert _flags(db), "report checks a never-checked run and stores its flags"
     wrong = run_cli(["report", run_id, "--db", str(db), "--out", str(tmp_path / "r.txt")], capsys, monkeypatch)
     assert wrong.code == 2 and ".html" in wrong.err
+
+
+def test_results_outside_a_partial_check_are_checked_before_use(tmp_path, questions_file, tiny_model, tiny_adapter):
+    from reasonry.tasks.check import check_run, records_with_flags, unchecked_keys
+
+    db = tmp_path / "r.db"
+    summary = generate(questions_file, [f"hf:{tiny_model}", f"hf:{tiny_model}+{tiny_adapter}"], db=db,
+                       config=GenerateConfig(params=SamplingParams(max_new_tokens=8)))
+    store = Store(db)
+    run_id = summary["run_id"]
+    check_run(store, run_id, models=["tiny"])
+    keys = [r["request_key"] for r in store.run_records(run_id)]
+    assert len(unchecked_keys(store, keys)) == 4  # the adapter model's results were not part of it
+    records = records_with_flags(store, run_id)
+    assert len(records) == 8 and unchecked_keys(store, keys) == set()

@@ -72,6 +72,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX debate_nodes_run ON debate_nodes (run_id, parent_id);
     """,
+    # 2: which results the quality checks have seen (a result with no flags is clean only if it was checked)
+    """
+    CREATE TABLE checked (key TEXT PRIMARY KEY, at REAL NOT NULL);
+    """,
 ]
 
 RESULT_FIELDS = (

@@ -1,7 +1,8 @@
 """The `check` task: quality flags on every result of a run, stored in the `flags` table per result key.
 
-A run counts as checked once `runs.config["quality_check"]` records when and how; results without rows in
-`flags` are then clean. Re-checking replaces the flags of the keys it looked at.
+Every result the checks looked at is recorded in `checked`; a result without rows in `flags` is clean only if
+it is there. `runs.config["quality_check"]` records when and how the run was last checked. Re-checking replaces
+the flags of the keys it looked at; readers (report, export) check results that were never seen first.
 """
 
 from __future__ import annotations
@@ -109,6 +110,19 @@ def save_flags(store: Store, checked: Sequence[Checked]) -> None:
         conn.executemany("DELETE FROM flags WHERE key=?", keys)
         conn.executemany(
             'INSERT OR REPLACE INTO flags (key, name, reason, span, start, "end") VALUES (?,?,?,?,?,?)', rows)
+        now = time.time()
+        conn.executemany("INSERT OR REPLACE INTO checked (key, at) VALUES (?,?)", [(k, now) for (k,) in keys])
+
+
+def unchecked_keys(store: Store, keys: Iterable[str]) -> set[str]:
+    """Keys the checks have never seen (generated after the last check, or outside a partial one)."""
+    keys = list(dict.fromkeys(k for k in keys if k))
+    seen: set[str] = set()
+    for start in range(0, len(keys), 900):
+        chunk = keys[start:start + 900]
+        rows = store.conn.execute(f"SELECT key FROM checked WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+        seen.update(row["key"] for row in rows)
+    return set(keys) - seen
 
 
 def load_flags(store: Store, keys: Iterable[str]) -> dict[str, list[Flag]]:
@@ -178,9 +192,10 @@ def records_with_flags(store: Store, run_id: str, *, config: CheckConfig | None 
                        models: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The run's records, each with `flags` (a list of Flag, empty when clean); checks the run first if it
     never was checked."""
-    if not is_checked(store, run_id):
-        check_run(store, run_id, config=config)
     records = [r for r in store.run_records(run_id, models=models) if r.get("error") or r.get("text") is not None]
+    usable = [r["request_key"] for r in records if _is_checkable(r)]
+    if not is_checked(store, run_id) or unchecked_keys(store, usable):
+        check_run(store, run_id, config=config)
     flags = load_flags(store, (r["request_key"] for r in records))
     for record in records:
         record["flags"] = flags.get(record["request_key"], [])
