@@ -28,13 +28,13 @@ def strip_special_tokens(text: str, special_tokens: Iterable[str]) -> str:
     return text
 
 
-def split_output(text: str, produces: str = "reasoning", *, prefilled_think: bool = False) -> tuple[str | None, str | None]:
+def split_output(text: str, produces: str = "reasoning") -> tuple[str | None, str | None]:
     """Return (reasoning, response) from generated text.
 
     `produces` says what the prompt asked the model to write first: "reasoning" (the prompt ends at a
     reasoning tag, so a response follows a response marker) or "response".
     """
-    if THINK_CLOSE in text or prefilled_think or text.lstrip().startswith(THINK_OPEN):
+    if THINK_CLOSE in text or text.lstrip().startswith(THINK_OPEN):
         return _split_think(text)
     for marker in RESPONSE_MARKERS:
         if marker in text:

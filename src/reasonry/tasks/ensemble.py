@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,6 @@ from reasonry.tasks.execute import Planned, Reporter, execute, summarize
 from reasonry.tasks.output import write_run_output
 
 ENSEMBLE_LABEL = "ensemble"
-OWN_TEMPLATES = {"ensemble": "reasoning", "translate": "response"}
-
-
 @dataclass
 class FollowUpConfig:
     """Sampling and engine settings of a task that runs on a finished run (ensemble, translate)."""
@@ -39,10 +35,7 @@ class FollowUpConfig:
 
 
 def load_task_template(name_or_path: str, produces: str) -> PromptTemplate:
-    """One of this module's built-ins (`ensemble`, `translate`) or a user's .j2 file."""
-    if name_or_path in OWN_TEMPLATES:
-        source = resources.files("reasonry.prompts").joinpath("templates", f"{name_or_path}.j2")
-        return PromptTemplate(name_or_path, source.read_text(encoding="utf-8"), OWN_TEMPLATES[name_or_path])
+    """A built-in (`ensemble`, `translate`) or a user's .j2 file, read as producing `produces`."""
     return load_template(name_or_path, produces=produces)
 
 

@@ -118,7 +118,7 @@ def execute(store: Store, run_id: str, engine: Engine, spec: ModelSpec, planned:
                     rejected.append(Result(key=key, error=item.error, finish_reason="error"))
                     fresh += 1
                     continue
-                if key in done or key in produces_of:  # stored, or a twin already in flight
+                if key in done or key in produces_of or key in unflushed:  # stored, in flight, or just finished
                     continue
                 produces_of[key] = item.produces
                 fresh += 1
@@ -127,17 +127,21 @@ def execute(store: Store, run_id: str, engine: Engine, spec: ModelSpec, planned:
             reporter.cached(len(chunk) - fresh)
 
     buffer: list[dict] = []
+    unflushed: set[str] = set()  # finished keys not yet visible to done_keys
     rejected: list[Result] = []
     last_flush = time.monotonic()
     try:
         for result in _with_rejected(engine.generate(pending()), rejected):
             produces = produces_of.pop(result.key, "reasoning")
             buffer.append(parse_result(result, produces))
+            if result.error is None:
+                unflushed.add(result.key)
             _count(counts, result)
             reporter.result(result)
             if len(buffer) >= FLUSH_ITEMS or time.monotonic() - last_flush > FLUSH_SECONDS:
                 store.put_results(buffer)
                 buffer, last_flush = [], time.monotonic()
+                unflushed.clear()
     finally:
         if buffer:
             store.put_results(buffer)
