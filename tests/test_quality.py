@@ -242,3 +242,35 @@ def test_summarize_counts_results_not_flags() -> None:
 def test_flag_dict_round_trip() -> None:
     flag = Flag("leakage", "reason", "12.49", 3, 8)
     assert Flag.from_dict(flag.to_dict()) == flag
+
+
+def test_long_degenerate_cjk_output_is_checked_quickly() -> None:
+    import random
+    import time
+
+    from reasonry.quality import check_one
+
+    rng = random.Random(0)
+    chars = "あいうえおかきくけこさしすせそたちつてと"
+    reasoning = "".join(rng.choice(chars) for _ in range(20_000))
+    response = "".join(rng.choice(chars) for _ in range(5_000))
+    for text in (reasoning, "。".join(reasoning[i:i + 1000] for i in range(0, 20_000, 1000))):
+        started = time.perf_counter()
+        check_one(text, response, question="何ですか？")
+        assert time.perf_counter() - started < 2
+
+
+def test_word_diff_of_long_unrelated_texts_is_quick_and_whole() -> None:
+    import random
+    import time
+
+    from reasonry.web.diff import word_diff
+
+    rng = random.Random(1)
+    old = "same start " + "".join(rng.choice("あい ") for _ in range(20_000)) + " same end"
+    new = "same start " + "".join(rng.choice("うえ ") for _ in range(20_000)) + " same end"
+    started = time.perf_counter()
+    segments = word_diff(old, new)
+    assert time.perf_counter() - started < 2
+    assert "".join(text for op, text in segments if op != "insert") == old
+    assert "".join(text for op, text in segments if op != "delete") == new

@@ -157,3 +157,33 @@ def test_cli_ask_history_accept(tiny_model: Path, tmp_path: Path) -> None:
     assert table.exit_code == 0 and "special" in table.stdout
     missing = runner.invoke(app, ["steer", "ask", "--model", f"hf:{tiny_model}", "--db", db, "--reasoning", "@nope.txt"])
     assert missing.exit_code != 0
+
+
+def test_serve_closes_loaded_engines_when_a_later_one_fails(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import sys as _sys
+
+    from reasonry.cli import main
+    from reasonry.engines import registry
+    from reasonry.errors import ConfigError
+
+    closed: list[str] = []
+
+    class Loaded:
+        def __init__(self, spec) -> None:  # type: ignore[no-untyped-def]
+            self.spec = spec
+
+        def close(self) -> None:
+            closed.append(str(self.spec))
+
+    def load(spec, **_):  # type: ignore[no-untyped-def]
+        if "second" in str(spec):
+            raise ConfigError("cannot load the second model")
+        return Loaded(spec)
+
+    monkeypatch.setattr(registry, "load_engine", load)
+    monkeypatch.setattr(_sys, "argv", ["reasonry", "serve", "--model", "openai:first@http://127.0.0.1:9",
+                                       "--model", "openai:second@http://127.0.0.1:9", "--db", str(tmp_path / "s.db")])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2 and "cannot load the second model" in capsys.readouterr().err
+    assert len(closed) == 1 and "first" in closed[0]

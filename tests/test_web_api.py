@@ -195,3 +195,126 @@ def test_token_required_off_loopback(tiny_model: Path, tmp_path: Path) -> None:
             assert missing.status_code == 400 and "not found" in missing.text
     finally:
         running.stop()
+
+
+# -- in-process checks of bad input (a fake engine, no model, no subprocess) -------------------------------------
+
+
+class _FakeEngine:
+    """Builds lazily so the imports stay in the tests that use it."""
+
+    @staticmethod
+    def app(tmp_path: Path, *, fail: BaseException | None = None):  # type: ignore[no-untyped-def]
+        from starlette.testclient import TestClient
+
+        from reasonry.config import parse_model_spec
+        from reasonry.engines.base import Engine, Result
+        from reasonry.store import Store
+        from reasonry.tasks.steer import Steerer
+        from reasonry.web import create_app
+
+        class Fake(Engine):
+            def __init__(self) -> None:
+                self.spec = parse_model_spec("openai:fake@http://x")
+                self.seen: list = []
+
+            def generate(self, requests):  # type: ignore[no-untyped-def]
+                for request in requests:
+                    self.seen.append(request)
+                    if fail is not None:
+                        raise fail
+                    yield Result(key=request.key, text="### Reasoning:\nthink\n### Response:\nhello", raw_text="")
+
+        engine = Fake()
+        app = create_app(Steerer(Store(tmp_path / "a.db"), {"fake": engine}))
+        client = TestClient(app, base_url="http://127.0.0.1:8765", raise_server_exceptions=True)
+        return client, engine
+
+
+WRITE = {"X-Reasonry": "1", "Content-Type": "application/json"}
+CHAT = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/api/steer", {"question": "q?", "parent": "abc"}, "parent must be a whole number"),
+        ("/api/steer", {"question": "q?", "parent": 10 ** 20}, "parent must be between"),
+        ("/api/steer", {"question": "q?", "model": ["x"]}, "model must be a string"),
+        ("/api/steer", {"question": "q?", "thread": ["x"]}, "thread must be a string"),
+        ("/api/steer", {"question": "q?", "mode": "special", "reasoning": 5}, "reasoning must be a string"),
+        ("/api/steer", {"question": "q?", "mode": "special"}, "mode special needs a reasoning"),
+        ("/api/steer", {"question": "q?", "params": {"seed": 1e30}}, "out of range"),
+        ("/api/steer/stream", {"question": "q?", "mode": "special", "reasoning": 5}, "reasoning must be a string"),
+        ("/api/steer/stream", {"question": "q?", "parent": 7}, "steering version 7 not found"),
+        ("/v1/completions", {"model": "fake", "prompt": "x", "n": "abc"}, "n must be a whole number"),
+        ("/v1/completions", {"model": "fake", "prompt": "x", "n": 2}, "n > 1 is not supported"),
+        ("/v1/completions", {"model": "fake", "prompt": "x", "stop": 5}, "stop must be a string or a list"),
+        ("/v1/completions", {"model": "fake", "prompt": "x", "max_tokens": 10 ** 9}, "max_tokens must be <= 8192"),
+        ("/v1/completions", {"model": "fake", "prompt": "x", "max_completion_tokens": 9000}, "must be <= 8192"),
+        ("/v1/completions", {"model": "fake", "prompt": "x", "temperature": "hot"}, "is not a number"),
+        ("/v1/completions", {"model": "fake", "prompt": "x", "mode": "special"}, "mode special needs a reasoning"),
+        ("/v1/chat/completions", {"model": "fake", "messages": CHAT, "mode": "special"},
+         "mode special needs a reasoning"),
+        ("/v1/chat/completions", {"model": "fake", "messages": CHAT, "template": "alpaca", "mode": "special"},
+         "mode special needs a reasoning"),
+        ("/v1/chat/completions", {"model": "fake", "messages": CHAT, "reasoning": ["a"]}, "reasoning must be a string"),
+    ],
+)
+def test_bad_input_is_a_one_line_400(tmp_path: Path, path: str, body: dict, message: str) -> None:
+    client, engine = _FakeEngine.app(tmp_path)
+    reply = client.post(path, content=json.dumps(body), headers=WRITE)
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]["message"]
+    assert message in error and "\n" not in error and str(tmp_path) not in error
+    assert engine.seen == []
+
+
+def test_max_tokens_maps_to_max_new_tokens(tmp_path: Path) -> None:
+    client, engine = _FakeEngine.app(tmp_path)
+    reply = client.post("/v1/completions", headers=WRITE,
+                        content=json.dumps({"model": "fake", "prompt": "x", "max_tokens": 77, "stop": ["END"]}))
+    assert reply.status_code == 200, reply.text
+    assert engine.seen[0].params.max_new_tokens == 77 and engine.seen[0].params.stop == ("END",)
+
+
+@pytest.mark.parametrize("path", ["/api/versions/99999999999999999999", "/api/diff?a=1&b=99999999999999999999",
+                                  "/api/versions/42"])
+def test_huge_or_missing_version_ids_are_400_without_the_db_path(tmp_path: Path, path: str) -> None:
+    client, _ = _FakeEngine.app(tmp_path)
+    reply = client.get(path)
+    assert reply.status_code == 400 and "not found" in reply.json()["error"]["message"]
+    assert str(tmp_path) not in reply.text and "a.db" not in reply.text
+
+
+def test_huge_page_number_and_unknown_run_pages(tmp_path: Path) -> None:
+    client, _ = _FakeEngine.app(tmp_path)
+    assert client.get("/runs?page=99999999999999999999").status_code == 200
+    missing = client.get("/runs/zz")
+    assert missing.status_code == 404 and str(tmp_path) not in missing.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/steer/stream", {"question": "q?"}),
+        ("/v1/completions", {"model": "fake", "prompt": "x", "stream": True}),
+        ("/v1/chat/completions", {"model": "fake", "messages": CHAT, "stream": True}),
+    ],
+)
+def test_an_error_inside_a_stream_ends_it_with_an_error_line(tmp_path: Path, path: str, body: dict) -> None:
+    client, _ = _FakeEngine.app(tmp_path, fail=RuntimeError(f"boom in {tmp_path / 'a.db'}"))
+    reply = client.post(path, content=json.dumps(body), headers=WRITE)
+    assert reply.status_code == 200
+    text = reply.text
+    assert "boom" in text and str(tmp_path) not in text
+    if path.startswith("/api"):
+        assert json.loads(text.strip().splitlines()[-1])["type"] == "error"
+    else:
+        assert '"error"' in text and text.rstrip().endswith("data: [DONE]")
+
+
+def test_unexpected_engine_error_without_stream_is_a_one_line_500(tmp_path: Path) -> None:
+    client, _ = _FakeEngine.app(tmp_path, fail=RuntimeError("boom"))
+    reply = client.post("/v1/completions", content=json.dumps({"model": "fake", "prompt": "x"}), headers=WRITE)
+    assert reply.status_code == 500 and "boom" in reply.json()["error"]["message"]
