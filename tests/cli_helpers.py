@@ -35,3 +35,16 @@ def run_subprocess(args: list[str], cwd: str | None = None, timeout: float = 240
     proc = subprocess.run([sys.executable, "-m", "reasonry", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env=env)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def cli_json(*args: str) -> dict:
+    """Run the CLI in-process with typer's runner; it must succeed; return the JSON summary it printed."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from reasonry.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout[result.stdout.index("{"):])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,16 @@ def other_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from reasonry.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-wide", seed=3, hidden_size=192)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`transformers serve` on 127.0.0.1 for the tests of one module (started only where a test asks)."""
+    from fault_server import transformers_serve
+
+    folder = tmp_path_factory.mktemp("serve")
+    with transformers_serve(folder / "hf-cache", folder / "serve.log") as url:
+        yield url
 
 
 def write_questions(path: Path, rows: list[dict]) -> Path:

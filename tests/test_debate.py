@@ -252,16 +252,6 @@ def test_real_tiny_model_keeps_failed_outputs_and_goes_on(tiny_model: Path, tmp_
     assert keys[0] == keys[1] + 1  # only the root has no parent
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    pytest.importorskip("reasonry.engines.openai")
-    from fault_server import transformers_serve
-
-    folder = tmp_path_factory.mktemp("serve")
-    with transformers_serve(folder / "hf-cache", folder / "serve.log") as url:
-        yield url
-
-
 def test_party_b_through_transformers_serve(served: str, tiny_model: Path, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:

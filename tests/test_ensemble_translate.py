@@ -6,16 +6,13 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import openpyxl
-import pytest
+from cli_helpers import cli_json
 from conftest import QUESTIONS
-from fault_server import FaultServer, answer_for, transformers_serve
-from typer.testing import CliRunner
+from fault_server import FaultServer, answer_for
 
-from reasonry.cli import app
 from reasonry.prompts.roles import ROLES
 from reasonry.tasks.ensemble import ensemble
 from reasonry.tasks.generate import GenerateConfig, generate
@@ -24,17 +21,8 @@ from reasonry.tasks.translate import translate
 SHORT = ["--max-new-tokens", "16", "--concurrency", "4", "--json"]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("serve")
-    with transformers_serve(folder / "hf-cache", folder / "serve.log") as url:
-        yield url
 
 
-def run_cli(*args: str) -> dict:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout[result.stdout.index("{"):])
 
 
 def cli_error(*args: str) -> str:
@@ -58,10 +46,10 @@ def run_rows(db: Path, run_id: str, column: str = "") -> list[sqlite3.Row]:
 def test_ensemble_and_translate_end_to_end(served: str, tiny_model: Path, other_tiny_model: Path,
                                           questions_file: Path, tmp_path: Path) -> None:
     db = tmp_path / "r.db"
-    run = run_cli("generate", str(questions_file), "--model", f"openai:{tiny_model}@{served}", "--model",
+    run = cli_json("generate", str(questions_file), "--model", f"openai:{tiny_model}@{served}", "--model",
                   f"openai:{other_tiny_model}@{served}", "--db", str(db), *SHORT)
     run_id = run["run_id"]
-    merged = run_cli("ensemble", run_id[:12], "--aggregator", f"openai:{tiny_model}@{served}", "--chat",
+    merged = cli_json("ensemble", run_id[:12], "--aggregator", f"openai:{tiny_model}@{served}", "--chat",
                      "--db", str(db), *SHORT)
     assert merged["requests"] == len(QUESTIONS) and merged["generated"] + merged["failed"] == len(QUESTIONS)
     assert merged["generated"] >= len(QUESTIONS) - 1  # a row fails only if both tiny models wrote nothing
@@ -72,7 +60,7 @@ def test_ensemble_and_translate_end_to_end(served: str, tiny_model: Path, other_
             assert json.loads(row["messages"])[0]["content"].count("### Reasoning ") >= 1
 
     xlsx, jsonl = tmp_path / "all.xlsx", tmp_path / "all.jsonl"
-    translated = run_cli("translate", "last", "--to", "ja", "--model", f"openai:{tiny_model}@{served}",
+    translated = cli_json("translate", "last", "--to", "ja", "--model", f"openai:{tiny_model}@{served}",
                          "--db", str(db), "--out", str(xlsx), *SHORT)
     assert translated["column"] == "reasoning_ja" and translated["requests"] == 3 * len(QUESTIONS)
     rows = run_rows(db, run_id, "reasoning_ja")
@@ -87,13 +75,13 @@ def test_ensemble_and_translate_end_to_end(served: str, tiny_model: Path, other_
     for label in ("tiny", "tiny-wide", "ensemble"):
         assert f"reasoning [{label}]" in columns and f"reasoning_ja [{label}]" in columns
 
-    again = run_cli("translate", run_id, "--to", "ja", "--model", f"openai:{tiny_model}@{served}",
+    again = cli_json("translate", run_id, "--to", "ja", "--model", f"openai:{tiny_model}@{served}",
                     "--db", str(db), "--out", str(jsonl), *SHORT)
     assert again["generated"] == 0 and again["cached"] == len([r for r in rows if r["error"] is None])
     lines = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 3 * len(QUESTIONS) and all("reasoning_ja" in line for line in lines)
     assert {line["model"] for line in lines} == {"tiny", "tiny-wide", "ensemble"}
-    cached = run_cli("ensemble", run_id, "--aggregator", f"openai:{tiny_model}@{served}", "--chat",
+    cached = cli_json("ensemble", run_id, "--aggregator", f"openai:{tiny_model}@{served}", "--chat",
                      "--db", str(db), *SHORT)
     assert cached["generated"] == 0
 

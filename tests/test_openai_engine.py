@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import openpyxl
-import pytest
+from cli_helpers import cli_json
 from conftest import QUESTIONS, write_questions
-from fault_server import transformers_serve
-from typer.testing import CliRunner
 
-from reasonry.cli import app
 from reasonry.config import SamplingParams, parse_model_spec
 from reasonry.engines.base import Request, Result
 from reasonry.engines.openai import OpenAIEngine
@@ -24,17 +20,8 @@ from reasonry.tasks.output import write_run_output
 SHORT = ["--max-new-tokens", "8", "--concurrency", "4", "--timeout", "60", "--json"]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("serve")
-    with transformers_serve(folder / "hf-cache", folder / "serve.log") as url:
-        yield url
 
 
-def run_cli(*args: str) -> dict:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout[result.stdout.index("{"):])
 
 
 def header(path: Path) -> list[str]:
@@ -56,7 +43,7 @@ def stored(db: Path, run_id: str) -> list[sqlite3.Row]:
 def test_completions_with_two_served_models(served: str, tiny_model: Path, other_tiny_model: Path,
                                             questions_file: Path, tmp_path: Path) -> None:
     db, xlsx = tmp_path / "r.db", tmp_path / "side.xlsx"
-    summary = run_cli("generate", str(questions_file), "--model", f"openai:{tiny_model}@{served}",
+    summary = cli_json("generate", str(questions_file), "--model", f"openai:{tiny_model}@{served}",
                       "--model", f"openai:{other_tiny_model}", "--base-url", served, "--db", str(db),
                       "--out", str(xlsx), *SHORT)
     assert summary["requests"] == 2 * len(QUESTIONS) and summary["failed"] == 0
@@ -77,7 +64,7 @@ def test_completions_with_two_served_models(served: str, tiny_model: Path, other
 
 def test_chat_path_sends_messages(served: str, tiny_model: Path, questions_file: Path, tmp_path: Path) -> None:
     db = tmp_path / "r.db"
-    summary = run_cli("generate", str(questions_file), "--model", f"openai:{tiny_model}@{served}", "--chat",
+    summary = cli_json("generate", str(questions_file), "--model", f"openai:{tiny_model}@{served}", "--chat",
                       "--role", "logician", "--db", str(db), *SHORT)
     assert summary["generated"] == len(QUESTIONS) and summary["failed"] == 0
     for row in stored(db, summary["run_id"]):
@@ -90,7 +77,7 @@ def test_chat_path_sends_messages(served: str, tiny_model: Path, questions_file:
 def test_hf_and_openai_models_in_one_run(served: str, tiny_model: Path, tmp_path: Path) -> None:
     source = write_questions(tmp_path / "q.json", QUESTIONS[:2])
     db, xlsx = tmp_path / "r.db", tmp_path / "both.xlsx"
-    summary = run_cli("generate", str(source), "--model", f"hf:{tiny_model}", "--model",
+    summary = cli_json("generate", str(source), "--model", f"hf:{tiny_model}", "--model",
                       f"openai:{tiny_model}@{served}", "--db", str(db), "--out", str(xlsx), *SHORT)
     assert summary["requests"] == 4 and summary["failed"] == 0
     columns = header(xlsx)

@@ -17,3 +17,10 @@ class ConfigError(ReasonryError):
 
 class EngineError(ReasonryError):
     """A model that cannot be loaded or a backend that is not installed."""
+
+
+def first_line(exc: BaseException, limit: int | None = 300) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line errors."""
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line[:limit] if limit else line

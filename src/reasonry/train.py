@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonry.config import parse_model_spec
-from reasonry.errors import ConfigError, EngineError, InputError, ReasonryError
+from reasonry.errors import ConfigError, EngineError, InputError, ReasonryError, first_line
 
 TRAIN_FORMATS = ("text", "prompt-completion", "conversational", "sharegpt", "alpaca")
 FORMAT_ALIASES = {"alpaca-special": "text", "messages": "conversational"}
@@ -87,7 +87,7 @@ def load_records(path: str | Path) -> Any:
     try:
         dataset = load_dataset(kind, data_files=str(path), split="train")
     except Exception as exc:  # datasets wraps parse errors in several exception types
-        raise InputError(f"{path}: cannot read it as {kind} ({_first_line(exc)})") from None
+        raise InputError(f"{path}: cannot read it as {kind} ({first_line(exc, limit=None)})") from None
     if len(dataset) == 0:
         raise InputError(f"{path}: no records; nothing to train on")
     return dataset
@@ -216,7 +216,7 @@ def load_base(name: str, load_in_4bit: bool) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
-        raise EngineError(f"--base hf:{name}: cannot load the model ({_first_line(exc)})") from None
+        raise EngineError(f"--base hf:{name}: cannot load the model ({first_line(exc, limit=None)})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -329,7 +329,7 @@ def _trainer(model: Any, tokenizer: Any, dataset: Any, config: TrainConfig, out:
     except ReasonryError:
         raise
     except ValueError as exc:  # e.g. target modules absent from the model
-        raise ConfigError(f"cannot set up training: {_first_line(exc)}") from None
+        raise ConfigError(f"cannot set up training: {first_line(exc, limit=None)}") from None
     trainer.remove_callback(PrinterCallback)
     return trainer
 
@@ -343,8 +343,3 @@ def read_losses(path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

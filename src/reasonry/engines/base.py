@@ -7,9 +7,11 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from reasonry.config import ModelSpec, SamplingParams
+from reasonry.errors import EngineError
 
 
 @dataclass
@@ -67,6 +69,13 @@ def request_key(
         payload["settings"] = settings
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def check_local_path(name: str, what: str) -> None:
+    """A model or adapter written as a path (./x, /x, ~/x, x\\y) must exist; hub ids are left to the loader."""
+    looks_local = name.startswith((".", "/", "~")) or "\\" in name
+    if looks_local and not Path(name).expanduser().exists():
+        raise EngineError(f"--model: {what} path '{name}' does not exist")
 
 
 class Engine(ABC):

@@ -11,19 +11,10 @@ from typing import Any
 
 from reasonry.config import ModelSpec, SamplingParams
 from reasonry.engines.attention import use_grouped_decode
-from reasonry.engines.base import Engine, Request, Result
+from reasonry.engines.base import Engine, Request, Result, check_local_path
 from reasonry.engines.sampling import request_seed, select_tokens
-from reasonry.errors import ConfigError, EngineError
+from reasonry.errors import ConfigError, EngineError, first_line
 from reasonry.extract import strip_special_tokens
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or Path(name).exists() or "\\" in name
-
-
-def _check_local(name: str, what: str) -> None:
-    if _looks_like_path(name) and not Path(name).expanduser().exists():
-        raise EngineError(f"--model: {what} path '{name}' does not exist")
 
 
 class HFEngine(Engine):
@@ -53,9 +44,9 @@ class HFEngine(Engine):
         self.batch_size = batch_size or (512 if on_gpu else 16)
         self.max_batch_tokens = max_batch_tokens or (512 * 1024 if on_gpu else 16 * 1024)
         self.window = max(self.batch_size * 4, 64)
-        _check_local(spec.model, "model")
+        check_local_path(spec.model, "model")
         for adapter in spec.adapters:
-            _check_local(adapter, "adapter")
+            check_local_path(adapter, "adapter")
         self.tokenizer = self._load_tokenizer()
         self.model = self._load_model(dtype, load_in_4bit, load_in_8bit)
         if spec.adapters:
@@ -81,7 +72,7 @@ class HFEngine(Engine):
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as exc:
-            raise EngineError(f"--model {self.spec}: cannot load the tokenizer from '{source}' ({_first_line(exc)})") from None
+            raise EngineError(f"--model {self.spec}: cannot load the tokenizer from '{source}' ({first_line(exc)})") from None
         tokenizer.padding_side = "left"
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -102,7 +93,7 @@ class HFEngine(Engine):
         try:
             model = AutoModelForCausalLM.from_pretrained(self.spec.model, **kwargs)
         except (OSError, ValueError) as exc:
-            raise EngineError(f"--model {self.spec}: cannot load '{self.spec.model}' ({_first_line(exc)})") from None
+            raise EngineError(f"--model {self.spec}: cannot load '{self.spec.model}' ({first_line(exc)})") from None
         if "device_map" not in kwargs:
             model.to(self.device)
         return model
@@ -117,7 +108,7 @@ class HFEngine(Engine):
             except (RuntimeError, ValueError, KeyError, OSError) as exc:
                 raise EngineError(
                     f"--model {self.spec}: adapter '{adapter}' does not fit base model '{self.spec.model}' "
-                    f"({_first_line(exc)})") from None
+                    f"({first_line(exc)})") from None
             if merge or len(self.spec.adapters) > 1:
                 model = model.merge_and_unload()
         return model
@@ -159,7 +150,7 @@ class HFEngine(Engine):
             text = self._prompt_text(request)
             ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
         except Exception as exc:  # reported on the result, as `generate` does
-            yield Result(key=request.key, error=f"tokenize: {_first_line(exc)}", finish_reason="error")
+            yield Result(key=request.key, error=f"tokenize: {first_line(exc)}", finish_reason="error")
             return
         device = self.device
         step_input = torch.tensor([ids], dtype=torch.long, device=device)
@@ -223,7 +214,7 @@ class HFEngine(Engine):
                 text = self._prompt_text(request)
                 ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
             except Exception as exc:  # one bad prompt is recorded on its row
-                yield Result(key=request.key, error=f"tokenize: {_first_line(exc)}", finish_reason="error")
+                yield Result(key=request.key, error=f"tokenize: {first_line(exc)}", finish_reason="error")
                 continue
             encoded.append((request, text, ids))
         groups: dict[SamplingParams, list[tuple[Request, str, list[int]]]] = {}
@@ -383,8 +374,3 @@ def _bnb_config(four_bit: bool, device: str) -> Any:
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
                                   bnb_4bit_use_double_quant=True)
     return BitsAndBytesConfig(load_in_8bit=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

@@ -19,7 +19,7 @@ from typing import Any
 
 from reasonry.config import ModelSpec, SamplingParams
 from reasonry.engines.base import Engine, Request, Result
-from reasonry.errors import ConfigError, EngineError
+from reasonry.errors import ConfigError, EngineError, first_line
 
 INSTALL_HINT = "pip install 'reasonry[ray]'"
 DEFAULT_BATCH = 64
@@ -61,7 +61,7 @@ class Replica:
             return self._generate_all(requests)
         except Exception as exc:
             if len(requests) == 1:
-                return [Result(key=requests[0].key, error=f"replica: {_first_line(exc)}", finish_reason="error")]
+                return [Result(key=requests[0].key, error=f"replica: {first_line(exc)}", finish_reason="error")]
             return [result for request in requests for result in self.generate([request])]
 
     def _generate_all(self, requests: list[Request]) -> list[Result]:
@@ -235,16 +235,11 @@ def _connect(ray: Any, address: str | None) -> None:
                  runtime_env={"env_vars": env} if env else None)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = address or os.environ.get("RAY_ADDRESS") or "a local cluster"
-        raise EngineError(f"--ray-address: cannot start or join Ray at {where} ({_first_line(exc)})") from None
+        raise EngineError(f"--ray-address: cannot start or join Ray at {where} ({first_line(exc)})") from None
 
 
 def _ray_cause(exc: BaseException) -> str:
     """The replica's own error line (e.g. `EngineError: ... does not exist`) from Ray's wrapped traceback."""
     cause = getattr(exc, "cause", None) or exc
     lines = [line.strip() for line in str(cause).splitlines() if "Error: " in line]
-    return lines[-1][:300] if lines else _first_line(cause)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    return lines[-1][:300] if lines else first_line(cause)

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from reasonry.config import ModelSpec, SamplingParams
-from reasonry.engines.base import Engine, Request, Result
+from reasonry.engines.base import Engine, Request, Result, check_local_path
 from reasonry.engines.sampling import request_seed
-from reasonry.errors import ConfigError, EngineError
+from reasonry.errors import ConfigError, EngineError, first_line
 from reasonry.extract import strip_special_tokens
 
 INSTALL_HINT = "pip install 'reasonry[vllm]'"
@@ -34,7 +34,7 @@ def chat_tokenizer(spec: ModelSpec) -> Any:
     try:
         return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:
-        raise EngineError(f"--model {spec}: cannot load the tokenizer from '{source}' ({_first_line(exc)})") from None
+        raise EngineError(f"--model {spec}: cannot load the tokenizer from '{source}' ({first_line(exc)})") from None
 
 
 def render_chat_text(tokenizer: Any, spec: ModelSpec, messages: list[dict[str, str]], prefill: str | None) -> str:
@@ -86,7 +86,7 @@ class VLLMEngine(Engine):
             raise ConfigError(f"--model {spec}: vllm applies one LoRA adapter per model; merge the adapters "
                               "first or use the hf engine")
         for name, what in [(spec.model, "model"), *((a, "adapter") for a in spec.adapters)]:
-            _check_local(name, what)
+            check_local_path(name, what)
         self.spec = spec
         self.lora_rank = max_lora_rank or (lora_rank(spec.adapters[0]) if spec.adapters else None)
         self.llm_options = _llm_options(tensor_parallel_size, gpu_memory_utilization, max_model_len, dtype,
@@ -136,7 +136,7 @@ class VLLMEngine(Engine):
         try:
             self._llm = LLM(model=self.spec.model, enable_prefix_caching=True, **options)
         except Exception as exc:  # whatever vLLM raises at start-up, it is not one row's fault
-            raise EngineError(f"--model {self.spec}: vLLM cannot load it ({_first_line(exc)})") from None
+            raise EngineError(f"--model {self.spec}: vLLM cannot load it ({first_line(exc)})") from None
         return self._llm
 
     def _generate_window(self, window: list[Request]) -> Iterator[Result]:
@@ -145,7 +145,7 @@ class VLLMEngine(Engine):
             try:
                 prepared.append((request, self._prompt_text(request)))
             except Exception as exc:  # one bad chat row is recorded on its row
-                yield Result(key=request.key, error=f"render: {_first_line(exc)}", finish_reason="error")
+                yield Result(key=request.key, error=f"render: {first_line(exc)}", finish_reason="error")
         if prepared:
             yield from self._run_isolating_failures(prepared)
 
@@ -157,7 +157,7 @@ class VLLMEngine(Engine):
             raise
         except Exception as exc:
             if len(prepared) == 1:
-                return [Result(key=prepared[0][0].key, error=f"vllm: {_first_line(exc)}", finish_reason="error")]
+                return [Result(key=prepared[0][0].key, error=f"vllm: {first_line(exc)}", finish_reason="error")]
             return [result for item in prepared for result in self._run_isolating_failures([item])]
 
     def _run(self, prepared: list[tuple[Request, str]]) -> list[Result]:
@@ -207,14 +207,3 @@ def _has_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _check_local(name: str, what: str) -> None:
-    looks_local = name.startswith((".", "/", "~")) or "\\" in name
-    if looks_local and not Path(name).expanduser().exists():
-        raise EngineError(f"--model: {what} path '{name}' does not exist")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
