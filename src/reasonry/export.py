@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonry.errors import ConfigError, InputError
+from reasonry.io.atomic import atomic_write, write_text
 from reasonry.io.writers import check_output_path, write_table
 from reasonry.prompts.library import load_template
 from reasonry.quality import FLAG_NAMES, CheckConfig, check_one
@@ -402,18 +401,8 @@ def write_records(path: Path, columns: list[str], records: list[dict[str, Any]])
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in records])
-    _atomic(path, lambda temp: pq.write_table(table, temp))
+    atomic_write(path, lambda temp: pq.write_table(table, temp))
     return len(records)
-
-
-def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
-    temp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------------- dataset card
@@ -463,5 +452,5 @@ def render_card(data_path: Path, summary: dict[str, Any], options: ExportOptions
 def write_card(data_path: Path, summary: dict[str, Any], options: ExportOptions) -> Path:
     path = card_path(data_path)
     text = render_card(data_path, summary, options)
-    _atomic(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+    write_text(path, text)
     return path

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import statistics
-import tempfile
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,6 +22,7 @@ import matplotlib
 from markupsafe import Markup, escape
 from matplotlib.figure import Figure
 
+from reasonry.io.atomic import write_text
 from reasonry.quality import FLAG_NAMES, CheckConfig, Flag, check_one, length_outliers, summarize
 
 MAX_EXAMPLES_PER_FLAG = 20
@@ -383,20 +382,6 @@ def _render(title: str, rows: Sequence[_Row]) -> str:
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render_report(
     title: str, records: Iterable[dict], out_path: str | Path, *, config: CheckConfig | None = None
 ) -> Path:
@@ -410,5 +395,6 @@ def render_report(
     rows = [_row(record) for record in records]
     _check_missing(rows, config or CheckConfig())
     path = Path(out_path)
-    _write_atomic(path, _render(title, rows))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, _render(title, rows))
     return path

@@ -22,6 +22,7 @@ from typing import Any
 
 from reasonry.config import parse_model_spec
 from reasonry.errors import ConfigError, EngineError, InputError, ReasonryError, first_line
+from reasonry.io.atomic import write_text
 
 TRAIN_FORMATS = ("text", "prompt-completion", "conversational", "sharegpt", "alpaca")
 FORMAT_ALIASES = {"alpaca-special": "text", "messages": "conversational"}
@@ -315,7 +316,7 @@ def train(data: str | Path, base: str, out: str | Path, config: TrainConfig | No
         "seconds": round(seconds, 2), "trainable_params": _trainable(trainer.model), "loss_log": str(log_path),
         "config": asdict(config),
     }
-    (out / "train.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    write_text(out / "train.json", json.dumps(summary, indent=1, default=str))
     return summary
 
 

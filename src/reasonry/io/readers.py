@@ -8,20 +8,18 @@ whose one-line message names the file, where possible the line or row, and what 
 from __future__ import annotations
 
 import codecs
-import datetime as dt
 import itertools
 import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from reasonry.errors import InputError
+from reasonry.io.values import Scalar, to_scalar
 
-Scalar = str | int | float | bool | None
 Record = tuple[int, dict[str, Any]]  # (line / row / record number shown in messages, cells by column)
 
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".xlsx", ".parquet")
@@ -218,39 +216,11 @@ def _union_keys(records: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def _plain(value: Any) -> Scalar:
-    """Any cell value as a JSON-safe scalar: str, int, float, bool or None."""
-    kind = type(value)
-    if value is None or kind is str or kind is int or kind is bool:
-        return value
-    if isinstance(value, float):
-        return _plain_float(float(value))
-    if kind.__name__ in ("NAType", "NaTType"):
-        return None
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return str(value)
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        return _plain(value.item())  # numpy scalar
-    if hasattr(value, "tolist"):
-        value = value.tolist()  # numpy array
-    if isinstance(value, list | tuple | dict | set):
-        return json.dumps(value, ensure_ascii=False, default=_plain)
-    return str(value)
-
-
-def _plain_float(value: float) -> Scalar:
-    if math.isnan(value):
-        return None
-    return value if math.isfinite(value) else str(value)
+    """Any cell value as a JSON-safe scalar: NaN is an empty cell, an infinity stays as text."""
+    value = to_scalar(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    return value
 
 
 def _text(value: Any) -> str | None:

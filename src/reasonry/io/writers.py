@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime as dt
 import functools
 import itertools
 import json
-import math
 import os
 import secrets
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from reasonry.errors import InputError
+from reasonry.io.atomic import atomic_write
+from reasonry.io.values import Scalar, finite, json_default, json_safe, to_scalar
 
-Scalar = str | int | float | bool | None
 Writer = Callable[[Path, list[str], Iterator[dict[str, Any]]], int]
 
 OUTPUT_SUFFIXES = (".xlsx", ".jsonl", ".json", ".csv", ".parquet")
@@ -77,98 +75,18 @@ def write_table(
         writer = functools.partial(_write_parquet, label=label)
     else:
         writer = {".jsonl": _write_jsonl, ".json": _write_json, ".csv": _write_csv}[suffix]
-    temp = _create_temp(out, label)
-    try:
-        count = writer(temp, list(columns), iter(rows))
-        _replace(temp, out, label)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return count
-
-
-def _create_temp(out: Path, label: str) -> Path:
-    while True:
-        temp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
-        try:
-            os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            return temp
-        except FileExistsError:
-            continue
-        except OSError as error:
-            raise InputError(f"{label}: cannot write in folder '{out.parent}' ({error.strerror})") from None
-
-
-def _replace(temp: Path, out: Path, label: str) -> None:
-    try:
-        os.replace(temp, out)
-    except OSError as error:
-        raise InputError(
-            f"{label}: cannot replace the file ({error.strerror}); is it open in another program?"
-        ) from None
+    return atomic_write(out, lambda temp: writer(temp, list(columns), iter(rows)), label=label)
 
 
 # ---------------------------------------------------------------- values
 
 
-def _scalar(value: Any) -> Scalar:
-    """A value as str/int/float/bool/None; lists, dicts and other objects as text (JSON where possible)."""
-    if value is None or type(value) in (str, bool, int, float):
-        return value
-    if isinstance(value, str | bool | int | float):
-        return _exact(value)
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        return _scalar(value.item())  # numpy scalar
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    return json.dumps(value, ensure_ascii=False, default=_json_default)
-
-
-def _exact(value: str | bool | int | float) -> Scalar:
-    """Subclasses (numpy floats, enums) as their plain base type."""
-    for kind in (bool, int, float, str):
-        if isinstance(value, kind):
-            return kind(value)
-    return value
-
-
-def _finite(value: Scalar) -> Scalar:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()  # numpy scalars and arrays
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    return str(value)
-
-
-def _json_safe(value: Any) -> Any:
-    """`value` with NaN and infinities as None, so that the JSON written is valid."""
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, float):
-        return _finite(value)
-    if hasattr(value, "tolist"):
-        return _json_safe(value.tolist())
-    return value
-
-
 def _json_record(columns: list[str], row: dict[str, Any]) -> str:
     record = {name: row.get(name) for name in columns}
     try:
-        return json.dumps(record, ensure_ascii=False, allow_nan=False, default=_json_default)
+        return json.dumps(record, ensure_ascii=False, allow_nan=False, default=json_default)
     except ValueError:  # NaN or infinity somewhere
-        return json.dumps(_json_safe(record), ensure_ascii=False, default=_json_default)
+        return json.dumps(json_safe(record), ensure_ascii=False, default=json_default)
 
 
 # ---------------------------------------------------------------- JSON / JSONL / CSV
@@ -200,7 +118,7 @@ def _write_csv(temp: Path, columns: list[str], rows: Iterator[dict[str, Any]]) -
         writer = csv.writer(file)
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([_finite(_scalar(row.get(name))) for name in columns])
+            writer.writerow([finite(to_scalar(row.get(name))) for name in columns])
             count += 1
     return count
 
@@ -257,7 +175,7 @@ class _ParquetSink:
         self._writer: Any = None
 
     def write(self, columns: list[str], batch: list[dict[str, Any]]) -> None:
-        data = {name: [_finite(_scalar(row.get(name))) for row in batch] for name in columns}
+        data = {name: [finite(to_scalar(row.get(name))) for row in batch] for name in columns}
         kinds = {name: _kinds(values) for name, values in data.items()}
         if self._writer is None:
             self._open({name: _arrow_type_name(kinds[name]) for name in columns})
@@ -359,7 +277,7 @@ def _xlsx_layout(
     widths: list[float] = []
     wrapped: list[bool] = []
     for name in columns:
-        values = [_scalar(row.get(name)) for row in sample]
+        values = [to_scalar(row.get(name)) for row in sample]
         long_text = name in wrap or any(_is_long(value) for value in values)
         widest = max([_display_width(name), *map(_display_width, values)])
         width = _XLSX_TEXT_WIDTH if long_text else min(max(widest + 2, _XLSX_MIN_WIDTH), _XLSX_MAX_WIDTH)
@@ -371,7 +289,7 @@ def _xlsx_layout(
 def _xlsx_value(value: Any) -> Scalar:
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-    value = _finite(_scalar(value))
+    value = finite(to_scalar(value))
     if not isinstance(value, str):
         return value
     value = ILLEGAL_CHARACTERS_RE.sub("", value)

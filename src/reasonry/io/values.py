@@ -1,0 +1,79 @@
+"""The one conversion of any cell value (numpy, pandas, Decimal, dates, lists...) to a plain scalar."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+Scalar = str | int | float | bool | None
+
+
+def to_scalar(value: Any) -> Scalar:
+    """`value` as str, int, float, bool or None; lists, dicts and other objects as text (JSON where possible).
+
+    Floats are returned as they are, NaN and infinities included (`finite` drops those). A Decimal becomes an
+    int when it is integral and a float otherwise.
+    """
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool or kind is float:
+        return value
+    if kind.__name__ in ("NAType", "NaTType"):
+        return None
+    for base in (bool, int, float, str):  # subclasses: numpy float64, IntEnum, StrEnum...
+        if isinstance(value, base):
+            return base(value)
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return to_scalar(value.item())  # numpy scalar
+    if isinstance(value, Decimal):
+        return _decimal(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    if hasattr(value, "tolist"):
+        value = value.tolist()  # numpy array
+    if isinstance(value, list | tuple | dict | set | frozenset):
+        return json.dumps(json_safe(value), ensure_ascii=False, default=json_default)
+    return str(value)
+
+
+def finite(value: Scalar) -> Scalar:
+    """None instead of NaN or an infinity."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def json_default(value: Any) -> Any:
+    """`default=` for json.dumps: what the JSON encoder does not know, as JSON-able data."""
+    if hasattr(value, "tolist"):
+        return value.tolist()  # numpy scalars and arrays
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    if isinstance(value, Decimal):
+        return _decimal(value)
+    scalar = to_scalar(value)
+    return scalar
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities as None, so that the JSON written from it is valid."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+        return [json_safe(item) for item in items]
+    if isinstance(value, float):
+        return finite(value)
+    if hasattr(value, "tolist"):
+        return json_safe(value.tolist())
+    return value
+
+
+def _decimal(value: Decimal) -> int | float:
+    if value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    return float(value)
