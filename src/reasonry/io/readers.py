@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonry.errors import InputError
-from reasonry.io.values import Scalar, to_scalar
+from reasonry.io.values import INT_TEXT, Scalar, to_scalar
 
 Record = tuple[int, dict[str, Any]]  # (line / row / record number shown in messages, cells by column)
 
@@ -43,7 +43,6 @@ _JSONL_SCAN_LINES = 1000  # lines read up front to learn a JSONL file's columns
 _SNIFF_BYTES = 64 * 1024
 _READ_BLOCK = 1024 * 1024
 _MAX_LISTED = 40
-_INT_TEXT = re.compile(r"-?(?:0|[1-9]\d{0,17})")
 _FLOAT_TEXT = re.compile(r"-?(?:0|[1-9]\d*)\.\d+(?:[eE][-+]?\d+)?")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _KANJI = re.compile(r"[\u4e00-\u9fff]")
@@ -247,7 +246,7 @@ def _cell_from_text(value: Any) -> Scalar:
         return _plain(value)
     if value == "":
         return None
-    if _INT_TEXT.fullmatch(value):
+    if INT_TEXT.fullmatch(value):
         return int(value)
     if _FLOAT_TEXT.fullmatch(value):
         return float(value)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
 Scalar = str | int | float | bool | None
+
+INT_TEXT = re.compile(r"-?(?:0|[1-9]\d{0,17})")  # an integer as text, without leading zeros or sign +
 
 
 def to_scalar(value: Any) -> Scalar:
@@ -77,3 +80,12 @@ def _decimal(value: Decimal) -> int | float:
     if value.is_finite() and value == value.to_integral_value():
         return int(value)
     return float(value)
+
+
+
+
+def id_value(text: str | None) -> str | int | None:
+    """A row id as written to an output: a number when the text is an integer (`7`, not `07` or `7.0`)."""
+    if isinstance(text, str) and INT_TEXT.fullmatch(text):
+        return int(text)
+    return text

@@ -34,6 +34,8 @@ _XLSX_SAMPLE_ROWS = 200  # rows looked at to size the columns
 _XLSX_LONG_TEXT = 50  # display width above which a column wraps
 _XLSX_TEXT_WIDTH = 60
 _XLSX_MIN_WIDTH, _XLSX_MAX_WIDTH = 8, 40
+_XLSX_HEADER_WIDTH = 18  # a longer column name wraps in the header instead of widening the column
+_XLSX_EMPTY_WIDTH = 8
 _INT64 = range(-(2**63), 2**63)
 
 
@@ -273,13 +275,22 @@ def _is_long(value: Scalar) -> bool:
 def _xlsx_layout(
     columns: list[str], sample: list[dict[str, Any]], wrap: set[str]
 ) -> tuple[list[float], list[bool]]:
-    """Column widths and which columns wrap, from the header and the first rows."""
+    """Column widths and which columns wrap, from the header and the first rows.
+
+    Long text gets a wide wrapped column, an empty column a narrow one; the header wraps, so a long
+    name such as `completion_tokens [model]` does not widen a column of short numbers.
+    """
     widths: list[float] = []
     wrapped: list[bool] = []
     for name in columns:
         values = [to_scalar(row.get(name)) for row in sample]
+        heading = min(_display_width(name), _XLSX_HEADER_WIDTH)
+        if all(value is None or value == "" for value in values):
+            widths.append(max(min(heading, _XLSX_EMPTY_WIDTH) + 2, _XLSX_MIN_WIDTH))
+            wrapped.append(False)
+            continue
         long_text = name in wrap or any(_is_long(value) for value in values)
-        widest = max([_display_width(name), *map(_display_width, values)])
+        widest = max([heading, *map(_display_width, values)])
         width = _XLSX_TEXT_WIDTH if long_text else min(max(widest + 2, _XLSX_MIN_WIDTH), _XLSX_MAX_WIDTH)
         widths.append(width)
         wrapped.append(long_text)
@@ -318,7 +329,7 @@ class _XlsxCells:
         self._bold = Font(bold=True)
 
     def header(self, columns: list[str]) -> list[Any]:
-        return [self._styled(name, self._top, font=self._bold) for name in columns]
+        return [self._styled(name, self._wrap, font=self._bold) for name in columns]
 
     def row(self, values: list[Any]) -> list[Any]:
         cells: list[Any] = []

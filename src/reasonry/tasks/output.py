@@ -1,19 +1,30 @@
-"""Turn a run's stored results into the user's output file: long (a row per model) or side by side."""
+"""Turn a run's stored results into the user's output file: long (a row per model) or side by side.
+
+Column order, in both shapes: the row's id and question (and input), then the texts (reasoning, its
+translations, response, its translations; side by side: each model's, next to each other), then the input
+file's other columns, then the metadata (tokens, latency, finish reason, error, flags) grouped at the right.
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from reasonry.io.values import id_value
 from reasonry.io.writers import write_table
 from reasonry.store import Store
 
-RESULT_COLUMNS = ("response", "reasoning", "model", "prompt_tokens", "completion_tokens", "latency_s",
-                  "finish_reason", "error")
+TEXT_FIELDS = ("reasoning", "response")
+METRICS = ("prompt_tokens", "completion_tokens", "latency_s", "finish_reason", "error")
 WIDE_METRICS = ("completion_tokens", "latency_s", "finish_reason", "error")
-TEXT_COLUMNS = ("question", "input", "response", "reasoning")
+RESULT_COLUMNS = (*TEXT_FIELDS, "model", *METRICS)
+WRAPPED = ("question", "input", *TEXT_FIELDS)
+_FLAG_BATCH_ROWS = 500
+
+Slot = tuple[str, int]
 
 
 def _value(record: dict[str, Any], name: str) -> Any:
@@ -22,9 +33,17 @@ def _value(record: dict[str, Any], name: str) -> Any:
     return record.get(name)
 
 
+def text_columns(translations: list[str]) -> list[str]:
+    """Each text field followed by its translations (`reasoning_ja` beside `reasoning`), then any others."""
+    ordered: list[str] = []
+    for field in TEXT_FIELDS:
+        ordered += [field] + [t for t in translations if t.rsplit("_", 1)[0] == field]
+    return ordered + [t for t in translations if t not in ordered]
+
+
 def write_run_output(store: Store, run_id: str, path: str | Path, *, models: list[str] | None = None,
                      wide: bool | None = None) -> int:
-    """Write the run to `path` (format by extension). Wide = one column pair per model (xlsx default)."""
+    """Write the run to `path` (format by extension). Wide = one column per model and field (xlsx default)."""
     run = store.get_run(run_id)
     config = run["config"]
     labels = [m["label"] for m in run["models"] if not models or m["label"] in models]
@@ -32,27 +51,49 @@ def write_run_output(store: Store, run_id: str, path: str | Path, *, models: lis
     id_name = config.get("id_col") or "seq"
     has_input = bool(config.get("input_col"))
     translations = list(config.get("translations", []))
-    reserved = {id_name, "question", "input", "sample", *RESULT_COLUMNS, *translations}
-    # An input column named like an output column (a Dolly-style `response`, say) keeps its values under a new name.
-    renamed = {c: f"{c} (input)" for c in config.get("extra_columns", []) if c in reserved}
-    extras = [renamed.get(c, c) for c in config.get("extra_columns", [])]
     path = Path(path)
     if wide is None:
         wide = path.suffix.lower() == ".xlsx" and (len(labels) > 1 or samples > 1)
+    flagged = _is_checked(store, run_id)
+    metrics = [*(WIDE_METRICS if wide else METRICS), *(["flags"] if flagged else [])]
+    reserved = {id_name, "question", "input", "sample", "flags", *RESULT_COLUMNS, *translations}
+    # An input column named like an output column (a Dolly-style `response`, say) keeps its values under a new name.
+    renamed = {c: f"{c} (input)" for c in config.get("extra_columns", []) if c in reserved}
+    extras = [renamed.get(c, c) for c in config.get("extra_columns", [])]
     base = [id_name, "question"] + (["input"] if has_input else [])
-    grouped = _rows(_renaming(store.run_records(run_id, models=labels, columns=None), renamed))
+    texts = text_columns(translations)
+    records = _renaming(store.run_records(run_id, models=labels, columns=None), renamed)
+    grouped = _with_flags(store, _rows(records)) if flagged else _rows(records)
     if wide:
         slots = [(label, s) for label in labels for s in range(samples)]
-        columns = base + extras + [f"{field} [{_slot_name(label, s, samples)}]"
-                                   for label, s in slots for field in ("reasoning", "response", *translations, *WIDE_METRICS)]
-        rows: Iterable[dict[str, Any]] = (_wide_row(records, base, extras, slots, samples, translations, id_name)
-                                          for records in grouped)
+        columns = base + [_slotted(f, slot, samples) for f in texts for slot in slots] + extras \
+            + [_slotted(m, slot, samples) for m in metrics for slot in slots]
+        rows: Iterable[dict[str, Any]] = (_wide_row(group, slots, samples, texts, metrics, id_name)
+                                          for group in grouped)
     else:
-        columns = base + list(RESULT_COLUMNS[:2]) + translations + list(RESULT_COLUMNS[2:]) \
-            + (["sample"] if samples > 1 else []) + extras
-        rows = (row for records in grouped for row in _long_rows(records, id_name, translations, samples))
-    wrap = [c for c in columns if c.split(" [")[0] in TEXT_COLUMNS or c.split(" [")[0] in translations]
+        columns = base + texts + ["model"] + (["sample"] if samples > 1 else []) + extras + metrics
+        rows = (row for group in grouped for row in _long_rows(group, id_name, texts, metrics, samples))
+    wrap = [c for c in columns if c.split(" [")[0] in WRAPPED or c.split(" [")[0] in translations]
     return write_table(path, columns, rows, wrap_columns=wrap)
+
+
+def _is_checked(store: Store, run_id: str) -> bool:
+    from reasonry.tasks.check import is_checked
+
+    return is_checked(store, run_id)
+
+
+def _with_flags(store: Store, groups: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+    """Each record gets `flags`: the names of the stored check flags of its result, comma-separated."""
+    from reasonry.tasks.check import load_flags
+
+    while batch := list(itertools.islice(groups, _FLAG_BATCH_ROWS)):
+        found = load_flags(store, (r["request_key"] for group in batch for r in group if r["text"] is not None))
+        for group in batch:
+            for record in group:
+                names = sorted({flag.name for flag in found.get(record["request_key"], [])})
+                record["flags"] = ", ".join(names) if record["text"] is not None else None
+            yield group
 
 
 def _renaming(records: Iterator[dict[str, Any]], renamed: dict[str, str]) -> Iterator[dict[str, Any]]:
@@ -66,43 +107,59 @@ def _slot_name(label: str, sample: int, samples: int) -> str:
     return label if samples == 1 else f"{label} #{sample + 1}"
 
 
+def _slotted(field: str, slot: Slot, samples: int) -> str:
+    return f"{field} [{_slot_name(slot[0], slot[1], samples)}]"
+
+
 def _rows(records: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     for _, group in groupby(records, key=lambda r: r["row_index"]):
         yield list(group)
 
 
 def _common(record: dict[str, Any], id_name: str) -> dict[str, Any]:
-    row = {id_name: record["row_id"], "question": record["question"], "input": record["input"]}
+    row = {id_name: id_value(record["row_id"]), "question": record["question"], "input": record["input"]}
     row.update({k: v for k, v in record["extra"].items() if k not in row})
     return row
 
 
-def _long_rows(records: list[dict[str, Any]], id_name: str, translations: list[str], samples: int
-               ) -> Iterator[dict[str, Any]]:
-    extra_cols = {(r["model"], r["sample_index"], r["column"]): r for r in records if r["column"]}
+def _texts(record: dict[str, Any] | None, by_column: dict[str, dict[str, Any]], texts: list[str]
+           ) -> dict[str, Any]:
+    """The slot's text fields: its own reasoning/response, and the translations stored as extra columns."""
+    values: dict[str, Any] = {}
+    for name in texts:
+        if name in TEXT_FIELDS:
+            values[name] = _value(record, name) if record else None
+        else:
+            translated = by_column.get(name)
+            values[name] = translated["response"] if translated else None
+    return values
+
+
+def _long_rows(records: list[dict[str, Any]], id_name: str, texts: list[str], metrics: list[str],
+               samples: int) -> Iterator[dict[str, Any]]:
+    by_slot = {(r["model"], r["sample_index"], r["column"]): r for r in records}
     for record in records:
         if record["column"]:
             continue
         row = _common(record, id_name)
-        row.update({name: _value(record, name) for name in RESULT_COLUMNS})
-        for column in translations:
-            translated = extra_cols.get((record["model"], record["sample_index"], column))
-            row[column] = translated["response"] if translated else None
+        columns = {c: r for (m, s, c), r in by_slot.items() if (m, s) == (record["model"], record["sample_index"])}
+        row.update(_texts(record, columns, texts))
+        row["model"] = record["model"]
+        row.update({name: _value(record, name) for name in metrics})
         if samples > 1:
             row["sample"] = record["sample_index"] + 1
         yield row
 
 
-def _wide_row(records: list[dict[str, Any]], base: list[str], extras: list[str], slots: list[tuple[str, int]],
-              samples: int, translations: list[str], id_name: str) -> dict[str, Any]:
+def _wide_row(records: list[dict[str, Any]], slots: list[Slot], samples: int, texts: list[str],
+              metrics: list[str], id_name: str) -> dict[str, Any]:
     row = _common(records[0], id_name)
     by_slot = {(r["model"], r["sample_index"], r["column"]): r for r in records}
-    for label, sample in slots:
-        name = _slot_name(label, sample, samples)
-        record = by_slot.get((label, sample, ""))
-        for field in ("reasoning", "response", *WIDE_METRICS):
-            row[f"{field} [{name}]"] = _value(record, field) if record else None
-        for column in translations:
-            translated = by_slot.get((label, sample, column))
-            row[f"{column} [{name}]"] = translated["response"] if translated else None
+    for slot in slots:
+        record = by_slot.get((*slot, ""))
+        columns = {c: r for (m, s, c), r in by_slot.items() if (m, s) == slot and c}
+        for name, value in _texts(record, columns, texts).items():
+            row[_slotted(name, slot, samples)] = value
+        for name in metrics:
+            row[_slotted(name, slot, samples)] = _value(record, name) if record else None
     return row
