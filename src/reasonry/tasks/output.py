@@ -33,12 +33,11 @@ def _value(record: dict[str, Any], name: str) -> Any:
     return record.get(name)
 
 
-def text_columns(translations: list[str]) -> list[str]:
-    """Each text field followed by its translations (`reasoning_ja` beside `reasoning`), then any others."""
-    ordered: list[str] = []
-    for field in TEXT_FIELDS:
-        ordered += [field] + [t for t in translations if t.rsplit("_", 1)[0] == field]
-    return ordered + [t for t in translations if t not in ordered]
+def text_groups(translations: list[str]) -> list[list[str]]:
+    """Each text field with its translations (`reasoning_ja` beside `reasoning`), then any other translations."""
+    groups = [[field, *(t for t in translations if t.rsplit("_", 1)[0] == field)] for field in TEXT_FIELDS]
+    placed = {name for group in groups for name in group}
+    return groups + [[t] for t in translations if t not in placed]
 
 
 def write_run_output(store: Store, run_id: str, path: str | Path, *, models: list[str] | None = None,
@@ -61,12 +60,13 @@ def write_run_output(store: Store, run_id: str, path: str | Path, *, models: lis
     renamed = {c: f"{c} (input)" for c in config.get("extra_columns", []) if c in reserved}
     extras = [renamed.get(c, c) for c in config.get("extra_columns", [])]
     base = [id_name, "question"] + (["input"] if has_input else [])
-    texts = text_columns(translations)
+    groups = text_groups(translations)
+    texts = [name for group in groups for name in group]
     records = _renaming(store.run_records(run_id, models=labels, columns=None), renamed)
     grouped = _with_flags(store, _rows(records)) if flagged else _rows(records)
     if wide:
         slots = [(label, s) for label in labels for s in range(samples)]
-        columns = base + [_slotted(f, slot, samples) for f in texts for slot in slots] + extras \
+        columns = base + [_slotted(f, slot, samples) for group in groups for slot in slots for f in group] + extras \
             + [_slotted(m, slot, samples) for m in metrics for slot in slots]
         rows: Iterable[dict[str, Any]] = (_wide_row(group, slots, samples, texts, metrics, id_name)
                                           for group in grouped)
