@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from openpyxl import Workbook
 
-from reasonry.errors import InputError
+from reasonry.errors import InputError, InputWarning
 from reasonry.io.readers import Row, RowSource, open_rows
 
 JAPANESE = ["日本の首都はどこですか？", "富士山の高さは？"]
@@ -493,10 +493,11 @@ def test_question_cell_that_is_a_list_or_object(tmp_path: Path) -> None:
     assert "q.json record 3: column 'q' holds a list" in input_error(path, question_col="q")
 
 
-def test_empty_question_cell_is_not_an_error(tmp_path: Path) -> None:
+def test_empty_question_cell_is_not_an_error_but_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "q.csv"
-    path.write_text("question,input\n,x\n", encoding="utf-8")
-    assert rows_of(open_rows(path))[0].question == ""
+    path.write_text("question,input\nfine,x\n,x\n  ,y\n", encoding="utf-8")
+    with pytest.warns(InputWarning, match=r"q.csv row 3 and 1 more: blank question \(column 'question'\)"):
+        assert rows_of(open_rows(path))[1].question == ""
 
 
 def test_undetectable_encoding(tmp_path: Path) -> None:
@@ -550,3 +551,76 @@ def test_a_column_taken_by_another_flag_is_named(tmp_path: Path) -> None:
     path.write_text('{"seq": 1, "question": "q"}\n', encoding="utf-8")
     with pytest.raises(InputError, match="column 'question' is already used by --reasoning-col"):
         open_rows(path, reasoning_col="question")
+
+
+# ---------------------------------------------------------------- silent before, said now (issue 13 item 8)
+
+
+def test_one_row_latin1_csv_reads_as_cp1252_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_bytes("question\ncrème brûlée\n".encode("latin-1"))
+    with pytest.warns(InputWarning, match=r"q.csv: not UTF-8; read as cp1252 .*--encoding"):
+        assert rows_of(open_rows(path))[0].question == "crème brûlée"
+
+
+@pytest.mark.parametrize("text", ["Grüße aus München, schöne Straße", "Une crème, s'il vous plaît — 5 €"])
+def test_western_text_is_cp1252(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "q.csv"
+    path.write_bytes(f'question\n"{text}"\n'.encode("cp1252"))
+    with pytest.warns(InputWarning, match="read as cp1252"):
+        assert rows_of(open_rows(path))[0].question == text
+
+
+@pytest.mark.parametrize(("text", "encoding"), [("Zażółć gęślą jaźń, pchnąć w tę łódź jeża", "cp1250"),
+                                                ("Привет, как дела? Это тест.", "cp1251")])
+def test_central_european_and_cyrillic_are_not_taken_for_western(tmp_path: Path, text: str, encoding: str) -> None:
+    path = tmp_path / "q.csv"
+    path.write_bytes(f'question\n"{text}"\n'.encode(encoding))
+    with pytest.warns(InputWarning, match=f"read as {encoding}"):
+        assert rows_of(open_rows(path))[0].question == text
+
+
+def test_cp932_guess_is_announced(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    pd.DataFrame({"question": JAPANESE}).to_csv(path, index=False, encoding="cp932")
+    with pytest.warns(InputWarning, match=r"read as cp932 \(Japanese Shift-JIS\)"):
+        assert [row.question for row in rows_of(open_rows(path))] == JAPANESE
+
+
+@pytest.mark.parametrize(("name", "sep"), [("q.csv", ","), ("q.tsv", "\t")])
+def test_nul_byte_in_a_field_names_row_and_column(tmp_path: Path, name: str, sep: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(f"question{sep}input\nfine{sep}x\nok{sep}a\x00b\n".encode())
+    assert f"{name} row 3 column 'input': holds a NUL byte" in input_error(path)
+
+
+def test_duplicate_ids_warn_with_both_rows(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "q.jsonl", [{"seq": 1, "question": "a"}, {"seq": 2, "question": "b"},
+                                              {"seq": 1, "question": "c"}])
+    with pytest.warns(InputWarning, match=r"q.jsonl line 3: id '1' \(column 'seq'\) repeats line 1"):
+        assert len(rows_of(open_rows(path))) == 3
+
+
+def test_duplicate_column_names_warn_in_every_tabular_format(tmp_path: Path) -> None:
+    csv_path = tmp_path / "q.csv"
+    csv_path.write_text("question,note,note\nq,a,b\n", encoding="utf-8")
+    book = Workbook()
+    book.active.append(["question", "note", "note"])
+    book.active.append(["q", "a", "b"])
+    book.save(tmp_path / "q.xlsx")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table([["q"], ["a"], ["b"]], names=["question", "note", "note"]), tmp_path / "q.parquet")
+    for name in ("q.csv", "q.xlsx", "q.parquet"):
+        with pytest.warns(InputWarning, match=rf"{name}: duplicate column name 'note' .*read as 'note.1'"):
+            rows = rows_of(open_rows(tmp_path / name))
+        assert rows[0].extra == {"note": "a", "note.1": "b"}, name
+    json_path = tmp_path / "q.json"
+    json_path.write_text('[{"question": "q", "note": "a", "note": "b"}]', encoding="utf-8")
+    with pytest.warns(InputWarning, match="q.json: key 'note' appears twice"):
+        rows_of(open_rows(json_path))
+    jsonl_path = tmp_path / "q.jsonl"
+    jsonl_path.write_text('{"question": "q"}\n{"question": "q", "question": "r"}\n', encoding="utf-8")
+    with pytest.warns(InputWarning, match="q.jsonl line 2: key 'question' appears twice"):
+        rows_of(open_rows(jsonl_path))

@@ -11,6 +11,10 @@ class InputError(ReasonryError):
     """A question file, column or value that cannot be used."""
 
 
+class InputWarning(UserWarning):
+    """A problem with the input that does not stop the run (a guessed encoding, a repeated id...)."""
+
+
 class ConfigError(ReasonryError):
     """A flag, model spec or template that cannot be used."""
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import click
 import typer
 
 from reasonry.cli.common import console
-from reasonry.errors import ReasonryError
+from reasonry.errors import InputWarning, ReasonryError
 
 app = typer.Typer(
     name="reasonry", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -29,7 +30,18 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+    if issubclass(category, InputWarning):
+        console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     try:
         code = app(standalone_mode=False)
     except ReasonryError as exc:

@@ -8,16 +8,19 @@ whose one-line message names the file, where possible the line or row, and what 
 from __future__ import annotations
 
 import codecs
+import csv
 import itertools
 import json
 import math
 import re
+import unicodedata
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reasonry.errors import InputError
+from reasonry.errors import InputError, InputWarning
 from reasonry.io.values import INT_TEXT, Scalar, to_scalar
 
 Record = tuple[int, dict[str, Any]]  # (line / row / record number shown in messages, cells by column)
@@ -47,6 +50,12 @@ _FLOAT_TEXT = re.compile(r"-?(?:0|[1-9]\d*)\.\d+(?:[eE][-+]?\d+)?")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _KANJI = re.compile(r"[\u4e00-\u9fff]")
 _SHIFT_JIS = {"cp932", "shift_jis", "shift_jisx0213", "shift_jis_2004"}
+_WESTERN_LETTERS = frozenset(
+    [chr(code) for code in range(0xC0, 0x100) if code not in (0xD7, 0xF7)] + list("ŒœŠšŽžŸƒªº")
+)
+_WESTERN_SYMBOLS = frozenset("€‚„…†‡ˆ‰‹›‘’“”•–—˜™¡¢£¥§©«®°±´µ¶·»¿")
+_MAX_ACCENTED_SHARE = 0.3  # Cyrillic or Greek read as cp1252 is nearly all accented letters
+_ENCODING_NOTES = {"cp932": " (Japanese Shift-JIS)", "cp1252": " (Western European, Windows)"}
 
 
 @dataclass
@@ -100,8 +109,31 @@ class RowSource:
         return self._total
 
     def __iter__(self) -> Iterator[Row]:
+        seen: dict[str, int] = {}
+        repeats: list[tuple[str, int, int]] = []
+        blank: list[int] = []
         for index, (number, cells) in enumerate(self._table.records()):
-            yield self._row(index, number, cells)
+            row = self._row(index, number, cells)
+            if not row.question.strip():
+                blank.append(number)
+            if self.id_col:
+                first = seen.setdefault(row.id, number)
+                if first != number:
+                    repeats.append((row.id, number, first))
+            yield row
+        self._warn_rows(blank, repeats)
+
+    def _warn_rows(self, blank: list[int], repeats: list[tuple[str, int, int]]) -> None:
+        unit = self._table.unit
+        if blank:
+            more = f" and {len(blank) - 1} more" if len(blank) > 1 else ""
+            warn(f"{self._label} {unit} {blank[0]}{more}: blank question (column '{self.question_col}'); "
+                 "the model gets an empty question there")
+        if repeats:
+            ident, number, first = repeats[0]
+            more = f"; {len(repeats)} rows repeat an earlier id" if len(repeats) > 1 else ""
+            warn(f"{self._label} {unit} {number}: id '{ident}' (column '{self.id_col}') repeats {unit} {first}"
+                 f"{more}; each row is still kept, but ids no longer identify rows")
 
     def _row(self, index: int, number: int, cells: dict[str, Any]) -> Row:
         where = f"{self._label} {self._table.unit} {number}"
@@ -156,6 +188,11 @@ def open_rows(
     return RowSource(file, label, table, _resolve_roles(table.columns, label, explicit))
 
 
+def warn(message: str) -> None:
+    """A problem with the input that does not stop the run: shown once, on one line, by the CLI."""
+    warnings.warn(message, InputWarning, stacklevel=3)
+
+
 # ---------------------------------------------------------------- columns
 
 
@@ -190,10 +227,11 @@ def _listing(names: list[str]) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > _MAX_LISTED else "")
 
 
-def _header(names: Iterable[Any]) -> list[str]:
-    """Column names as text, blank ones named and duplicates numbered as pandas does."""
+def _header(names: Iterable[Any], label: str) -> list[str]:
+    """Column names as text, blank ones named and duplicates numbered as pandas does (with a warning)."""
     result: list[str] = []
     seen: set[str] = set()
+    renamed: list[str] = []
     for position, name in enumerate(names):
         text = "" if name is None else _text(name) or ""
         text = text.lstrip("\ufeff") if position == 0 else text
@@ -202,8 +240,12 @@ def _header(names: Iterable[Any]) -> list[str]:
         while unique in seen:
             copy += 1
             unique = f"{base}.{copy}"
+        if copy and text.strip():
+            renamed.append(f"'{base}' (the copy in column {position + 1} is read as '{unique}')")
         seen.add(unique)
         result.append(unique)
+    if renamed:
+        warn(f"{label}: duplicate column name {', '.join(renamed)}; rename the columns to tell them apart")
     return result
 
 
@@ -275,27 +317,56 @@ def _check_encoding_name(encoding: str) -> None:
 
 
 def _detect_encoding(path: Path, label: str) -> str:
-    """utf-8-sig when the whole file is valid UTF-8, else a guess from a sample (cp932 for Japanese)."""
+    """utf-8-sig when the whole file is valid UTF-8, else a guess from a sample, announced with a warning.
+
+    Japanese text is cp932; text that reads as Western European in cp1252 is cp1252 (a statistical
+    detector often says cp1250 for a short French or German file: "crème" would read "crčme").
+    """
     bad_at = _first_utf8_error(path)
     if bad_at is None:
         return "utf-8-sig"
-    sample = _sample(path, bad_at)
+    name = _guess_encoding(_sample(path, bad_at), label)
+    warn(f"{label}: not UTF-8; read as {name}{_ENCODING_NOTES.get(name, '')} (a guess); "
+         "if some letters look wrong, pass the right --encoding, e.g. --encoding cp1250")
+    return name
+
+
+def _guess_encoding(sample: bytes, label: str) -> str:
     cp932_text = _as_cp932(sample)
     if cp932_text is not None and _KANA.search(cp932_text):
         return "cp932"
     from charset_normalizer import from_bytes
 
     matches = from_bytes(sample)
+    candidates = {codecs.lookup(match.encoding).name for match in matches}
+    if cp932_text is not None and _KANJI.search(cp932_text) and candidates & _SHIFT_JIS:
+        return "cp932"
+    if _reads_as_western(sample):
+        return "cp1252"
     best = matches.best()
     if best is None:
         raise InputError(
             f"{label}: cannot tell the text encoding (it is not UTF-8); pass --encoding, e.g. --encoding cp932"
         )
-    candidates = {codecs.lookup(match.encoding).name for match in matches}
-    if cp932_text is not None and _KANJI.search(cp932_text) and candidates & _SHIFT_JIS:
-        return "cp932"
     name = codecs.lookup(best.encoding).name
     return "cp932" if name in _SHIFT_JIS else name
+
+
+def _reads_as_western(sample: bytes) -> bool:
+    """True when the bytes decode as cp1252 into Latin text with a few accented letters and usual symbols."""
+    try:
+        text = codecs.getincrementaldecoder("cp1252")("strict").decode(sample)
+    except UnicodeDecodeError:
+        return False
+    ascii_letters = accented = 0
+    for char in text:
+        if char.isascii():
+            ascii_letters += char.isalpha()
+        elif char in _WESTERN_LETTERS:
+            accented += 1
+        elif char not in _WESTERN_SYMBOLS and not unicodedata.category(char).startswith("Z"):
+            return False
+    return accented > 0 and accented <= _MAX_ACCENTED_SHARE * (ascii_letters + accented)
 
 
 def _first_utf8_error(path: Path) -> int | None:
@@ -399,12 +470,15 @@ def _json_table(path: Path, label: str, encoding: str) -> _Table:
         raise _decode_error(label, encoding, error) from None
     if not text.strip():
         raise InputError(f"{label}: the file is empty")
+    keys = _KeyCheck()
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=keys)
     except json.JSONDecodeError as error:
         raise InputError(
             f"{label} line {error.lineno} column {error.colno}: invalid JSON ({error.msg})"
         ) from None
+    if keys.repeated:
+        warn(f"{label}: key '{keys.repeated}' appears twice in one object; the last value is used")
     records = _json_records(data, label)
     if not records:
         raise InputError(f"{label}: no rows (the JSON holds no records)")
@@ -459,18 +533,37 @@ def _jsonl_table(path: Path, label: str, encoding: str) -> _Table:
     )
 
 
+class _KeyCheck:
+    """object_pairs_hook for json.loads that remembers the first key repeated within one object."""
+
+    def __init__(self) -> None:
+        self.repeated: str | None = None
+
+    def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        data = dict(pairs)
+        if len(data) != len(pairs) and self.repeated is None:
+            self.repeated = next(key for position, (key, _) in enumerate(pairs)
+                                 if any(key == other for other, _ in pairs[:position]))
+        return data
+
+
 def _jsonl_records(path: Path, label: str, encoding: str) -> Iterator[Record]:
+    keys = _KeyCheck()
+    warned = False
     for number, line in enumerate(_text_lines(path, label, encoding), 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=keys)
         except json.JSONDecodeError as error:
             raise InputError(
                 f"{label} line {number}: invalid JSON ({error.msg} at column {error.colno})"
             ) from None
         if not isinstance(record, dict):
             raise InputError(f"{label} line {number}: expected a JSON object {{...}}, got a {_kind(record)}")
+        if keys.repeated and not warned:
+            warned = True
+            warn(f"{label} line {number}: key '{keys.repeated}' appears twice in one object; the last value is used")
         yield number, record
 
 
@@ -484,7 +577,8 @@ def _csv_table(path: Path, label: str, encoding: str, sep: str) -> _Table:
         names, has_rows = _csv_head(path, label, encoding, sep)
     if not has_rows:
         raise _no_rows(label)
-    columns = _header(names)
+    raw = _csv_raw_header(path, encoding, sep)
+    columns = _header(raw if len(raw) == len(names) else names, label)
     return _Table(
         columns=columns,
         records=lambda: _csv_records(path, label, encoding, sep, columns),
@@ -492,6 +586,12 @@ def _csv_table(path: Path, label: str, encoding: str, sep: str) -> _Table:
         unit="row",
         text_cells=True,
     )
+
+
+def _csv_raw_header(path: Path, encoding: str, sep: str) -> list[str]:
+    """The header as written (pandas renames repeated names before we see them)."""
+    with path.open(encoding=encoding, newline="") as file:
+        return next(csv.reader(file, delimiter=sep), [])
 
 
 def _csv_options(encoding: str, sep: str) -> dict[str, Any]:
@@ -527,6 +627,8 @@ def _csv_records(path: Path, label: str, encoding: str, sep: str, columns: list[
             for chunk in chunks:
                 for values in chunk.itertuples(index=False, name=None):
                     number += 1
+                    if any("\x00" in value for value in values if isinstance(value, str)):
+                        raise _nul_error(label, number, columns, values)
                     yield number, dict(zip(columns, values, strict=False))
     except UnicodeDecodeError as error:
         raise _decode_error(label, encoding, error) from None
@@ -543,6 +645,15 @@ def _csv_count(path: Path, encoding: str, sep: str) -> int | None:
             return sum(len(chunk) for chunk in chunks)
     except (pd.errors.ParserError, ValueError, OSError):
         return None  # iterating reports the problem with its row
+
+
+def _nul_error(label: str, number: int, columns: list[str], values: tuple[Any, ...]) -> InputError:
+    column = next(name for name, value in zip(columns, values, strict=False)
+                  if isinstance(value, str) and "\x00" in value)
+    return InputError(
+        f"{label} row {number} column '{column}': holds a NUL byte (\\0), which text never contains; the file "
+        "may be UTF-16 or damaged: save it again as UTF-8 CSV, or remove the byte"
+    )
 
 
 def _csv_error(label: str, error: Exception) -> InputError:
@@ -574,7 +685,7 @@ def _xlsx_table(path: Path, label: str, sheet: str | int | None) -> _Table:
     if not data:
         raise InputError(f"{label}: no rows in sheet '{sheet_name}' (nothing below the header)")
     width = max(len(values) for _, values in rows)
-    columns = _header(list(names) + [None] * (width - len(names)))
+    columns = _header(list(names) + [None] * (width - len(names)), label)
     records = [(number, dict(zip(columns, values, strict=False))) for number, values in data]
     return _Table(columns=columns, records=lambda: iter(records), count=lambda: len(records), unit="row")
 
@@ -617,30 +728,31 @@ def _parquet_table(path: Path, label: str) -> _Table:
 
     try:
         with pq.ParquetFile(path) as file:
-            columns = list(file.schema_arrow.names)
+            names = list(file.schema_arrow.names)
             total = file.metadata.num_rows
     except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ... on a damaged file
         raise InputError(f"{label}: not a readable .parquet file ({_one_line(error)})") from None
     if total == 0:
         raise _no_rows(label)
+    columns = _header(names, label)
     return _Table(
         columns=columns,
-        records=lambda: _parquet_records(path, label),
+        records=lambda: _parquet_records(path, label, columns),
         count=lambda: total,
         unit="row",
     )
 
 
-def _parquet_records(path: Path, label: str) -> Iterator[Record]:
+def _parquet_records(path: Path, label: str, columns: list[str]) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     number = 0
     try:
         with pq.ParquetFile(path) as file:
             for batch in file.iter_batches(batch_size=_CHUNK_ROWS):
-                for record in batch.to_pylist():
+                for values in zip(*(column.to_pylist() for column in batch.columns), strict=True):
                     number += 1
-                    yield number, record
+                    yield number, dict(zip(columns, values, strict=True))
     except Exception as error:
         raise InputError(
             f"{label} row {number + 1}: cannot read the parquet data ({_one_line(error)})"
