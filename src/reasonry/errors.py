@@ -1,5 +1,7 @@
 """User-facing errors: the CLI prints their message on one line and exits 2, without a traceback."""
 
+import warnings
+
 
 class ReasonryError(Exception):
     """An error caused by the user's input or environment; its message says what to fix."""
@@ -13,6 +15,11 @@ class InputError(ReasonryError):
 
 class InputWarning(UserWarning):
     """A problem with the input that does not stop the run (a guessed encoding, a repeated id...)."""
+
+
+def warn_input(message: str) -> None:
+    """A problem with the input that does not stop the run: the CLI shows it on one line."""
+    warnings.warn(message, InputWarning, stacklevel=3)
 
 
 class ConfigError(ReasonryError):

@@ -89,3 +89,26 @@ def id_value(text: str | None) -> str | int | None:
     if isinstance(text, str) and INT_TEXT.fullmatch(text):
         return int(text)
     return text
+
+
+def plain(value: Any) -> Scalar:
+    """Any cell value as a JSON-safe scalar: NaN is an empty cell, an infinity stays as text."""
+    value = to_scalar(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    return value
+
+
+def cell_text(value: Any) -> str | None:
+    """A cell as text; integral floats lose their '.0' (an id 1.0 reads '1')."""
+    value = plain(value)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def kind_name(value: Any) -> str:
+    names = {dict: "object", list: "list", tuple: "list", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number" if isinstance(value, int | float) else type(value).__name__)
