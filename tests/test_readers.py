@@ -487,7 +487,7 @@ def test_corrupt_binary_files(tmp_path: Path, name: str) -> None:
 
 def test_question_cell_that_is_a_list_or_object(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "q.jsonl", [{"question": "fine"}, {"question": {"text": "nested"}}])
-    assert "q.jsonl line 2: column 'question' holds a object, not text" in input_error(path)
+    assert "q.jsonl line 2: column 'question' holds an object, not text" in input_error(path)
     path = tmp_path / "q.json"
     path.write_text(json.dumps([{"q": "fine"}, {"q": "fine"}, {"q": ["a"]}]), encoding="utf-8")
     assert "q.json record 3: column 'q' holds a list" in input_error(path, question_col="q")

@@ -20,6 +20,7 @@ _WESTERN_LETTERS = frozenset(
 )
 _WESTERN_SYMBOLS = frozenset("€‚„…†‡ˆ‰‹›‘’“”•–—˜™¡¢£¥§©«®°±´µ¶·»¿")
 _MAX_ACCENTED_SHARE = 0.3  # Cyrillic or Greek read as cp1252 is nearly all accented letters
+_OTHER_EXAMPLE = {"cp1252": "cp1250"}
 _ENCODING_NOTES = {"cp932": " (Japanese Shift-JIS)", "cp1252": " (Western European, Windows)"}
 
 
@@ -43,7 +44,7 @@ def detect_encoding(path: Path, label: str) -> str:
         return "utf-8-sig"
     name = _guess_encoding(_sample(path, bad_at), label)
     warn_input(f"{label}: not UTF-8; read as {name}{_ENCODING_NOTES.get(name, '')} (a guess); "
-         "if some letters look wrong, pass the right --encoding, e.g. --encoding cp1250")
+         f"if some letters look wrong, pass the right --encoding, e.g. --encoding {_OTHER_EXAMPLE.get(name, 'cp1252')}")
     return name
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from reasonry.errors import InputError, warn_input
 from reasonry.io.encodings import check_encoding_name, unreadable
 from reasonry.io.tables import SUPPORTED_SUFFIXES, Table, open_table
-from reasonry.io.values import INT_TEXT, Scalar, cell_text, kind_name, plain
+from reasonry.io.values import INT_TEXT, Scalar, a_kind, cell_text, plain
 
 __all__ = ["DEFAULT_COLUMNS", "ROLE_FLAGS", "SUPPORTED_SUFFIXES", "Row", "RowSource", "open_rows"]
 
@@ -198,7 +198,7 @@ def _listing(names: list[str]) -> str:
 def _question_text(value: Any, where: str, column: str) -> str:
     if isinstance(value, dict | list | tuple) or getattr(value, "ndim", 0) > 0:
         raise InputError(
-            f"{where}: column '{column}' holds a {kind_name(value)}, not text; pick a text column with --question-col"
+            f"{where}: column '{column}' holds {a_kind(value)}, not text; pick a text column with --question-col"
         )
     return cell_text(value) or ""
 

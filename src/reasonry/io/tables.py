@@ -12,7 +12,7 @@ from typing import Any
 
 from reasonry.errors import InputError, warn_input
 from reasonry.io.encodings import decode_error, detect_encoding, one_line, text_lines
-from reasonry.io.values import cell_text, kind_name
+from reasonry.io.values import a_kind, cell_text
 
 Record = tuple[int, dict[str, Any]]  # (line / row / record number shown in messages, cells by column)
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".xlsx", ".parquet")
@@ -122,12 +122,12 @@ def _json_records(data: Any, label: str) -> list[dict[str, Any]]:
         for number, record in enumerate(data, 1):
             if not isinstance(record, dict):
                 raise InputError(
-                    f"{label} record {number}: expected an object {{...}}, got a {kind_name(record)}"
+                    f"{label} record {number}: expected an object {{...}}, got {a_kind(record)}"
                 )
         return data
     shape = 'expected a list of records [{...}] or columns {"col": [...]}'
     if not isinstance(data, dict):
-        raise InputError(f"{label}: {shape}, got a {kind_name(data)}")
+        raise InputError(f"{label}: {shape}, got {a_kind(data)}")
     if not data:
         return []
     columns = list(data.values())
@@ -183,7 +183,7 @@ def _jsonl_records(path: Path, label: str, encoding: str) -> Iterator[Record]:
                 f"{label} line {number}: invalid JSON ({error.msg} at column {error.colno})"
             ) from None
         if not isinstance(record, dict):
-            raise InputError(f"{label} line {number}: expected a JSON object {{...}}, got a {kind_name(record)}")
+            raise InputError(f"{label} line {number}: expected a JSON object {{...}}, got {a_kind(record)}")
         if keys.repeated and not warned:
             warned = True
             warn_input(f"{label} line {number}: key '{keys.repeated}' appears twice in one object; the last value is used")

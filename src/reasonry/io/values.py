@@ -109,6 +109,8 @@ def cell_text(value: Any) -> str | None:
     return str(value)
 
 
-def kind_name(value: Any) -> str:
-    names = {dict: "object", list: "list", tuple: "list", str: "string", bool: "boolean", type(None): "null"}
-    return names.get(type(value), "number" if isinstance(value, int | float) else type(value).__name__)
+def a_kind(value: Any) -> str:
+    """What a JSON-ish value is, for messages: 'an object', 'a list', 'a number'..."""
+    names = {dict: "an object", list: "a list", tuple: "a list", str: "a string", bool: "a boolean",
+             type(None): "null"}
+    return names.get(type(value), "a number" if isinstance(value, int | float) else f"a {type(value).__name__}")
