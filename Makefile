@@ -6,8 +6,8 @@ PIP ?= $(PYTHON) -m pip
 
 setup:
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev]"
 	$(PIP) install -q "ray[data]==2.60.0"
+	$(PIP) install -q -e ".[all,dev]"
 
 setup-browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)

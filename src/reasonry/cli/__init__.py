@@ -8,9 +8,11 @@ import warnings
 
 import click
 import typer
+from rich.markup import escape
 
 from reasonry.cli.common import console
 from reasonry.errors import InputWarning, ReasonryError
+from reasonry.extras import missing_extra
 
 app = typer.Typer(
     name="reasonry", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -47,6 +49,12 @@ def main() -> None:
     except ReasonryError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except ModuleNotFoundError as exc:
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        console.print(f"[red]error:[/] {escape(str(missing))}", highlight=False, soft_wrap=True)
+        sys.exit(missing.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
