@@ -93,7 +93,7 @@ def test_core_install_names_the_extra_for_local_models(core_python: Path, tmp_pa
                 cwd=tmp_path)
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith(("hf:", "model"))]
-    assert lines[-1] == ("error: local models (hf:) need the 'hf' extra (torch is not installed): "
+    assert lines[-1] == ("error: a local model (hf:) needs the 'hf' extra (torch is not installed): "
                          "pip install 'reasonry[hf]'"), done.stderr
     assert "Traceback" not in done.stderr
 

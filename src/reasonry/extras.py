@@ -6,18 +6,18 @@ from reasonry.errors import ReasonryError
 
 # Top-level module -> (extra that installs it, what needs it).
 EXTRAS: dict[str, tuple[str, str]] = {
-    "torch": ("hf", "local models (hf:)"),
-    "transformers": ("hf", "local models (hf:)"),
-    "peft": ("hf", "LoRA adapters"),
-    "accelerate": ("hf", "local models (hf:)"),
-    "tokenizers": ("hf", "local models (hf:)"),
-    "safetensors": ("hf", "local models (hf:)"),
-    "datasets": ("hf", "datasets folders (and training, with the 'train' extra)"),
+    "torch": ("hf", "a local model (hf:)"),
+    "transformers": ("hf", "a local model (hf:)"),
+    "peft": ("hf", "a LoRA adapter"),
+    "accelerate": ("hf", "a local model (hf:)"),
+    "tokenizers": ("hf", "a local model (hf:)"),
+    "safetensors": ("hf", "a local model (hf:)"),
+    "datasets": ("hf", "a datasets folder (training: the 'train' extra)"),
     "trl": ("train", "training"),
     "fastapi": ("web", "the web app (serve)"),
     "uvicorn": ("web", "the web app (serve)"),
     "starlette": ("web", "the web app (serve)"),
-    "vllm": ("vllm", "vllm: models"),
+    "vllm": ("vllm", "a vllm: model"),
     "ray": ("ray", "--executor ray"),
 }
 
@@ -32,5 +32,5 @@ def missing_extra(error: ModuleNotFoundError) -> MissingExtra | None:
     if module not in EXTRAS:
         return None
     extra, purpose = EXTRAS[module]
-    return MissingExtra(f"{purpose} need the '{extra}' extra ({module} is not installed): "
+    return MissingExtra(f"{purpose} needs the '{extra}' extra ({module} is not installed): "
                         f"pip install 'reasonry[{extra}]'")

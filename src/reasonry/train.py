@@ -277,9 +277,11 @@ def _loss_callback(path: Path, on_log: Callable[[dict[str, Any]], None] | None) 
 def require_training_packages() -> None:
     import importlib.util
 
-    missing = [name for name in ("datasets", "peft", "trl") if importlib.util.find_spec(name) is None]
+    needed = ("torch", "transformers", "datasets", "peft", "trl")
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
-        raise EngineError(f"reasonry train needs {', '.join(missing)}: pip install {' '.join(missing)}")
+        raise EngineError(f"reasonry train needs the 'train' extra ({', '.join(missing)} not installed): "
+                          "pip install 'reasonry[train]'")
 
 
 def train(data: str | Path, base: str, out: str | Path, config: TrainConfig | None = None, *,

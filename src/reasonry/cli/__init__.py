@@ -34,7 +34,7 @@ for _module in COMMAND_MODULES:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
     if issubclass(category, InputWarning):
-        console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
 
@@ -47,7 +47,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except ReasonryError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except ModuleNotFoundError as exc:
         missing = missing_extra(exc)
