@@ -43,8 +43,9 @@ def detect_encoding(path: Path, label: str) -> str:
     if bad_at is None:
         return "utf-8-sig"
     name = _guess_encoding(_sample(path, bad_at), label)
+    other = _OTHER_EXAMPLE.get(name, "cp1252")
     warn_input(f"{label}: not UTF-8; read as {name}{_ENCODING_NOTES.get(name, '')} (a guess); "
-         f"if some letters look wrong, pass the right --encoding, e.g. --encoding {_OTHER_EXAMPLE.get(name, 'cp1252')}")
+               f"if some letters look wrong, pass the right --encoding, e.g. --encoding {other}")
     return name
 
 

@@ -98,12 +98,12 @@ class RowSource:
         if blank:
             more = f" and {len(blank) - 1} more" if len(blank) > 1 else ""
             warn_input(f"{self._label} {unit} {blank[0]}{more}: blank question (column '{self.question_col}'); "
-                 "the model gets an empty question there")
+                       "the model gets an empty question there")
         if repeats:
             ident, number, first = repeats[0]
             more = f"; {len(repeats)} rows repeat an earlier id" if len(repeats) > 1 else ""
             warn_input(f"{self._label} {unit} {number}: id '{ident}' (column '{self.id_col}') repeats {unit} {first}"
-                 f"{more}; each row is still kept, but ids no longer identify rows")
+                       f"{more}; each row is still kept, but ids no longer identify rows")
 
     def _row(self, index: int, number: int, cells: dict[str, Any]) -> Row:
         where = f"{self._label} {self._table.unit} {number}"
@@ -214,23 +214,3 @@ def _cell_from_text(value: Any) -> Scalar:
     if _FLOAT_TEXT.fullmatch(value):
         return float(value)
     return value
-
-
-
-
-# JSON ------------------------------------------------------------------
-
-
-# JSONL -----------------------------------------------------------------
-
-
-# CSV / TSV -------------------------------------------------------------
-
-
-# XLSX ------------------------------------------------------------------
-
-
-# Parquet ---------------------------------------------------------------
-
-
-# datasets folder -------------------------------------------------------
