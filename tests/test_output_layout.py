@@ -64,6 +64,7 @@ def test_side_by_side_xlsx_layout(checked_run, tmp_path):
     assert tokens.data_type == "n" and tokens.value > 0
     assert sheet.freeze_panes == "A2"
     assert sheet.column_dimensions[letter["input"]].width <= 10  # empty: narrow
+    assert all(sheet.cell(row=r, column=column["input"]).data_type == "n" for r in range(2, len(ROWS) + 2))
     for name in ("question", "reasoning [tiny]", "reasoning_ja [tiny-wide]"):
         assert sheet.column_dimensions[letter[name]].width >= 40
         assert sheet.cell(row=2, column=column[name]).alignment.wrap_text

@@ -304,6 +304,8 @@ def _xlsx_value(value: Any) -> Scalar:
     if not isinstance(value, str):
         return value
     value = ILLEGAL_CHARACTERS_RE.sub("", value)
+    if not value:
+        return None  # an empty cell, not an empty string that Excel counts as filled
     if len(value) > XLSX_CELL_LIMIT:
         value = value[: XLSX_CELL_LIMIT - len(XLSX_TRUNCATED)] + XLSX_TRUNCATED
     return value
