@@ -87,14 +87,21 @@ def test_core_install_runs_an_openai_generate_check_report_and_export(core_pytho
     assert len((tmp_path / "sft.jsonl").read_text(encoding="utf-8").splitlines()) == 2
 
 
-def test_core_install_names_the_extra_for_local_models(core_python: Path, tmp_path: Path) -> None:
+EXTRA_NEEDED = [
+    (["generate", "q.json", "--model", "hf:./model", "--db", "r.db"], "a local model (hf:) needs the 'hf' extra (torch is not installed)",
+     "hf"),
+    (["serve", "--model", "openai:m@http://127.0.0.1:9/v1", "--port", "0", "--db", "r.db"],
+     "the web app (serve) needs the 'web' extra", "web"),
+    (["train", "q.json", "--base", "hf:./model", "--out", "adapter"], "reasonry train needs the 'train' extra", "train"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle", "extra"), EXTRA_NEEDED, ids=[e for _, _, e in EXTRA_NEEDED])
+def test_core_install_names_the_extra_to_install(core_python: Path, tmp_path: Path, args: list[str], needle: str,
+                                                 extra: str) -> None:
     (tmp_path / "q.json").write_text(json.dumps([{"question": "q"}]))
-    done = _run(core_python, "-m", "reasonry", "generate", "q.json", "--model", "hf:./model", "--db", "r.db",
-                cwd=tmp_path)
-    assert done.returncode == 2
-    lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith(("hf:", "model"))]
-    assert lines[-1] == ("error: a local model (hf:) needs the 'hf' extra (torch is not installed): "
-                         "pip install 'reasonry[hf]'"), done.stderr
+    done = _run(core_python, "-m", "reasonry", *args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {needle}") and last.endswith(f"pip install 'reasonry[{extra}]'"), done.stderr
     assert "Traceback" not in done.stderr
-
-
