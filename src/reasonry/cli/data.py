@@ -170,7 +170,9 @@ def train_command(
     data: Annotated[Path, typer.Argument(metavar="DATA", help="An export: .jsonl .json .parquet.")],
     base: Annotated[str, typer.Option("--base", help="Base model: hf:MODEL (a hub name or a folder).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the LoRA adapter, tokenizer and loss.jsonl.")],
-    fmt: Annotated[str | None, typer.Option("--format", help="text, prompt-completion, conversational, sharegpt, alpaca (default: from the keys).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="text, prompt-completion, conversational, sharegpt, alpaca, preference (default: from the keys).")] = None,
+    method: Annotated[str, typer.Option("--method", help="sft, dpo (preference pairs from `export --format dpo`), or auto: dpo for pairs, sft otherwise.")] = "auto",
+    beta: Annotated[float, typer.Option("--beta", help="DPO: how strongly the adapter stays near the base model.")] = 0.1,
     epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many optimizer steps (overrides --epochs).")] = None,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 2e-4,
@@ -185,8 +187,8 @@ def train_command(
     load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="QLoRA: 4-bit base weights (CUDA + bitsandbytes).")] = False,
     as_json: JsonOut = False,
 ) -> None:
-    """LoRA SFT (QLoRA with --load-in-4bit) on an export; `generate --model hf:BASE+OUT` loads the result."""
-    config = TrainConfig(format=fmt, epochs=epochs, max_steps=max_steps, lr=lr, max_seq_len=max_seq_len,
+    """LoRA SFT or DPO (QLoRA with --load-in-4bit) on an export; `generate --model hf:BASE+OUT` loads the result."""
+    config = TrainConfig(format=fmt, method=method, beta=beta, epochs=epochs, max_steps=max_steps, lr=lr, max_seq_len=max_seq_len,
                          lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                          target_modules=target_modules, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
                          load_in_4bit=load_in_4bit)
