@@ -56,6 +56,7 @@ class ExportOptions:
     exclude_flags: tuple[str, ...] = ()
     min_chars: int = 0
     accepted_only: bool = False
+    kinds: tuple[str, ...] = ("answers", "questions", "rebuttals")  # debate rows: A's answers and B's moves
 
 
 @dataclass
@@ -215,11 +216,14 @@ def steering_examples(store: Store) -> Iterator[Example]:
                       model=row["model"], accepted=bool(row["accepted"]), group=row["thread"])
 
 
-def debate_examples(store: Store, run_id: str) -> Iterator[Example]:
-    from reasonry.debate.export import sft_rows, topic_inputs
+def debate_examples(store: Store, run_id: str, kinds: tuple[str, ...]) -> Iterator[Example]:
+    from reasonry.debate.export import move_prompts, parse_kinds, sft_rows, topic_inputs
     from reasonry.debate.tree import load_tree
 
-    for row in sft_rows(run_id, load_tree(store, run_id), topic_inputs(store, run_id)):
+    roots = load_tree(store, run_id)
+    rows = sft_rows(run_id, roots, topic_inputs(store, run_id), kinds=parse_kinds(kinds),
+                    prompts=move_prompts(store, roots))
+    for row in rows:
         yield Example(id=str(row["path"]), instruction=row["instruction"] or "", input=row["input"] or "",
                       reasoning=(row["reasoning"] or "").strip(), response=_strip(row["response"]),
                       model=row["model"], group=row["topic_id"])
@@ -327,7 +331,7 @@ def _records(store: Store, options: ExportOptions, dropped: Counter[str], *, run
     if steering:
         examples = filter_examples(steering_examples(store), options, dropped, compute_flags=True)
     elif debate_run is not None:
-        examples = filter_examples(debate_examples(store, debate_run), options, dropped, compute_flags=True)
+        examples = filter_examples(debate_examples(store, debate_run, options.kinds), options, dropped, compute_flags=True)
     else:
         assert run_id is not None
         examples = filter_examples(run_examples(store, run_id, check=bool(options.exclude_flags)), options, dropped)

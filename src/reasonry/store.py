@@ -290,9 +290,15 @@ class Store:
         row = self.conn.execute(f"SELECT key, {', '.join(RESULT_FIELDS)} FROM results WHERE key=?", (key,)).fetchone()
         return StoredResult(**dict(row)) if row else None
 
-    def get_request(self, key: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM requests WHERE key=?", (key,)).fetchone()
-        return dict(row) if row else None
+    def request_prompts(self, keys: Sequence[str]) -> dict[str, str]:
+        """key -> rendered prompt (or the chat messages as JSON) of the stored requests among `keys`."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 900):
+            chunk = keys[start:start + 900]
+            rows = self.conn.execute(
+                f"SELECT key, prompt, messages FROM requests WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            found.update({row["key"]: row["prompt"] or row["messages"] or "" for row in rows})
+        return found
 
     # -- reading a run back -----------------------------------------------------
     def run_records(self, run_id: str, *, models: Sequence[str] | None = None,

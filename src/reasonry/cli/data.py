@@ -131,7 +131,8 @@ def export_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Data file: .jsonl .json .parquet (a dataset card README.md goes beside it).")] = Path("sft.jsonl"),
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "alpaca-special",
     steering: Annotated[bool, typer.Option("--steering", help="Export the steering versions instead of a run.")] = False,
-    debate: Annotated[str | None, typer.Option("--debate", metavar="RUN_ID", help="Export a debate run's answers.")] = None,
+    debate: Annotated[str | None, typer.Option("--debate", metavar="RUN_ID", help="Export a debate run: party A's answers and party B's question/rebuttal lists (see --kinds).")] = None,
+    kinds: Annotated[str, typer.Option("--kinds", help="--debate: which rows, comma-separated: answers, questions, rebuttals.")] = "answers,questions,rebuttals",
     reasoning_style: Annotated[str, typer.Option("--reasoning-style", help="messages/sharegpt: 'field' (reasoning_content) or 'think' (<think> block in the content).")] = "field",
     chat: Annotated[bool, typer.Option("--chat", help="prompt-completion/dpo: chat message lists instead of alpaca text.")] = False,
     system: Annotated[str | None, typer.Option(help="Chat formats: a system message to put first.")] = None,
@@ -145,7 +146,8 @@ def export_command(
     """Turn a run, the steering versions or a debate into fine-tuning data (SFT formats or DPO pairs)."""
     options = ExportOptions(format=fmt, reasoning_style=reasoning_style, chat=chat, system=system,
                             models=tuple(model or ()), exclude_flags=tuple(exclude_flag or ()),
-                            min_chars=min_chars, accepted_only=accepted_only)
+                            min_chars=min_chars, accepted_only=accepted_only,
+                            kinds=tuple(k.strip() for k in kinds.split(",")))
     store = Store.existing(db)
     summary = export_dataset(store, out, run_id=run, steering=steering, debate_run=debate, options=options)
     if as_json:
