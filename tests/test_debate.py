@@ -360,3 +360,52 @@ def test_export_selects_party_b_moves_by_kind(tmp_path: Path, monkeypatch: pytes
                     "--out", str(tmp_path / "x.jsonl")], monkeypatch)
     err = capsys.readouterr().err
     assert code == 2 and "--kinds" in err and "Traceback" not in err and not (tmp_path / "x.jsonl").exists()
+
+
+def test_judged_challenges_export_as_dpo_pairs_that_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """--select judge:K scores every challenge; `export --debate --format dpo` pairs the best with the worst
+    challenge of the same answer and kind, in the layout `train --method dpo` takes."""
+    class Judged(ScriptEngine):
+        """Judge prompts get 'Score: S' alone (S from the key), so siblings get different scores."""
+
+        def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+            requests = list(requests)
+            judged = {r.key for r in requests if "You are judging a debate" in (r.prompt or "")}
+            for result in super().generate(requests):
+                if result.key in judged:
+                    result.text = result.raw_text = f"### Response:\nScore: {int(result.key[:8], 16) % 10 + 1}"
+                yield result
+
+    config = DebateConfig(model_a=SPEC, params=SamplingParams(max_new_tokens=8), breadth=3, rounds=1,
+                          policy=parse_policy("judge:1"))
+    store = Store(tmp_path / "d.db")
+    summary = run_debate(single_topic("Why did sales drop?", "Because prices rose."), config, store=store,
+                         loader=lambda spec, **_: Judged(spec))
+    roots = load_tree(store, summary["run_id"])
+    store.close()
+    challenges = [n for root in roots for n in root.walk() if n.kind in ("question", "rebuttal") and n.text]
+    assert challenges and all(n.score is not None for n in challenges)
+    out = tmp_path / "pairs.jsonl"
+    code = run_cli(["export", "--debate", summary["run_id"], "--format", "dpo", "--db", str(tmp_path / "d.db"),
+                    "--out", str(out)], monkeypatch)
+    assert code == 0, capsys.readouterr().err
+    pairs = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    by_path = {n.path: n for n in challenges}
+    groups = {(n.parent.path, n.kind) for n in challenges if len({c.score for c in n.parent.children
+                                                                   if c.kind == n.kind}) > 1}
+    assert len(pairs) == len(groups) > 0
+    for pair in pairs:
+        chosen, rejected = by_path[pair["chosen_id"]], by_path[pair["rejected_id"]]
+        assert chosen.parent is rejected.parent and chosen.kind == rejected.kind
+        siblings = [c.score for c in chosen.parent.children if c.kind == chosen.kind]
+        assert chosen.score == max(siblings) and rejected.score == min(siblings) and chosen.score > rejected.score
+        assert pair["prompt"] and chosen.text in pair["chosen"] and rejected.text in pair["rejected"]
+        assert "Answer: " in pair["prompt"]
+
+    from reasonry.train import load_records, prepare_dataset, resolve_format, resolve_method
+
+    dataset = load_records(out)
+    fmt = resolve_format(None, list(dataset.column_names), out)
+    assert (fmt, resolve_method("auto", fmt, out)) == ("preference", "dpo")
+    assert prepare_dataset(dataset, fmt)[0].column_names == ["prompt", "chosen", "rejected"]

@@ -241,6 +241,18 @@ def steering_pairs(store: Store) -> Iterator[Pair]:
         yield Pair(p["question"], p["input"] or "", chosen, rejected, p["model"])
 
 
+def debate_pairs(store: Store, run_id: str) -> Iterator[Pair]:
+    """Judged challenges of a debate (`--select judge:K`): the best vs the worst of the same answer and kind."""
+    from reasonry.debate.export import scored_pairs
+    from reasonry.debate.tree import load_tree
+
+    for p in scored_pairs(load_tree(store, run_id)):
+        chosen, rejected = (Example(node.path, p.instruction, p.input, (node.reasoning or "").strip(), node.text,
+                                      node.model, group=p.kind)
+                            for node in (p.chosen, p.rejected))
+        yield Pair(p.instruction, p.input, chosen, rejected, p.chosen.model)
+
+
 def sample_pairs(examples: Iterable[Example], bad_flags: Sequence[str]) -> Iterator[Pair]:
     """Per prompt and model: unflagged samples paired in order with flagged ones (flags in `bad_flags`,
     or any flag when empty)."""
@@ -305,8 +317,6 @@ def validate(options: ExportOptions, *, run_id: str | None, steering: bool, deba
         raise ConfigError("give exactly one source: RUN_ID (a generate run), --steering, or --debate RUN_ID")
     if options.accepted_only and not steering:
         raise ConfigError("--accepted-only applies to --steering (only steering versions are accepted or not)")
-    if options.format == "dpo" and debate_run is not None:
-        raise ConfigError("--format dpo: pairs come from --steering or from a run with --samples > 1, not a debate")
 
 
 def check_export_path(out: str | Path) -> Path:
@@ -322,6 +332,8 @@ def _records(store: Store, options: ExportOptions, dropped: Counter[str], *, run
         if steering:
             pairs: Iterable[Pair] = steering_pairs(store)
             pairs = _filter_pairs(pairs, options, dropped)
+        elif debate_run is not None:
+            pairs = debate_pairs(store, debate_run)
         else:
             assert run_id is not None
             examples = filter_examples(run_examples(store, run_id, check=True),
@@ -355,8 +367,9 @@ def _no_records_message(options: ExportOptions, dropped: Counter[str], source: s
         why = ", ".join(f"{n} by {reason}" for reason, n in dropped.most_common())
         return f"{source}: every example was filtered out ({why}); nothing written"
     if options.format == "dpo":
-        return (f"{source}: no preference pairs (accept steering versions, or generate with --samples 2+ so that "
-                "flagged and unflagged samples of the same question exist); nothing written")
+        return (f"{source}: no preference pairs (accept steering versions, generate with --samples 2+ so that "
+                "flagged and unflagged samples of the same question exist, or debate with --select judge:K so "
+                "that challenges are scored); nothing written")
     if source == "steering versions":
         return "no steering versions in the database yet (`reasonry steer ask` makes them); nothing written"
     return f"{source}: no finished results to export; nothing written"

@@ -8,6 +8,7 @@ reasoning = B's reasoning, response = the `PARAGRAPH:` list it produced) — the
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,50 @@ def _move_rows(run_id: str, topic_id: str, answer: Node, wanted: set[str],
             "reasoning": first.reasoning, "response": "\n".join(f"PARAGRAPH: {n.text}" for n in items),
             "score": None, "request_key": key,
         }
+
+
+CHALLENGE_TASKS = {
+    "question": "Ask one fact-based question that digs toward the root cause behind this answer.",
+    "rebuttal": "Write one rebuttal that challenges the weakest point of this answer.",
+}
+
+
+@dataclass
+class ScoredPair:
+    """The judge's best and worst of the scored siblings of one kind under one parent."""
+
+    parent: Node
+    kind: str
+    chosen: Node
+    rejected: Node
+
+    @property
+    def instruction(self) -> str:
+        return CHALLENGE_TASKS.get(self.kind) or (self.parent.text or "")
+
+    @property
+    def input(self) -> str:
+        """What the challenge is about: the question and the answer it challenges."""
+        if self.kind not in CHALLENGE_TASKS:
+            return ""
+        question = self.parent.parent.text if self.parent.parent else ""
+        return f"Question: {question}\nAnswer: {self.parent.text or ''}" if question else self.parent.text or ""
+
+
+def scored_pairs(roots: list[Node]) -> Iterator[ScoredPair]:
+    """Per node and child kind: the best-scored child vs the worst (`--select judge:K` scores every challenge).
+    Groups whose scores are all equal give no pair."""
+    for root in roots:
+        for node in root.walk():
+            groups: dict[str, list[Node]] = {}
+            for child in node.children:
+                if child.score is not None and child.text and child.error is None:
+                    groups.setdefault(child.kind, []).append(child)
+            for kind, items in groups.items():
+                best = max(items, key=lambda n: (n.score, -n.position))
+                worst = min(items, key=lambda n: (n.score, n.position))
+                if best.score != worst.score:
+                    yield ScoredPair(node, kind, best, worst)
 
 
 def move_prompts(store: Store, roots: list[Node]) -> dict[str, str]:

@@ -189,7 +189,7 @@ class Debate:
         if policy.k is None:
             return [node for group in groups.values() for node in group]
         if policy.name == "judge":
-            self._judge(rnd, groups, policy.k)
+            self._judge(rnd, groups)
         selected: list[Node] = []
         for parent, group in groups.items():
             if policy.name == "random":
@@ -201,21 +201,19 @@ class Debate:
             selected += [node for i, node in enumerate(group) if i in picked]
         return selected
 
-    def _judge(self, rnd: int, groups: dict[Node, list[Node]], k: int) -> None:
-        """Score the candidates of every answer that has more than K of them and whose tree has room for answers."""
+    def _judge(self, rnd: int, groups: dict[Node, list[Node]]) -> None:
+        """Score every candidate of every answer that has two or more: the scores pick the top K to answer and
+        make preference pairs (best vs worst challenge of the same answer) for `export --debate --format dpo`."""
         party = self.config.judge_party
         params = self.config.params.with_(max_new_tokens=self.config.judge_max_new_tokens)
-        room = {topic: self._room(topic) for topic in self.sizes}
         jobs = []
         for parent, group in groups.items():
-            topic = parent.topic.position
-            if room[topic] > 0 and len(group) > k:
+            if len(group) > 1:
                 for node in group:
                     prompt = self.templates.judge.render(**self._variables(
                         party, challenge=node.text, context=parent.text, kind=node.kind,
                         question=parent.parent.text if parent.parent else ""))
                     jobs.append(self._job(node, party, prompt, self.templates.judge.produces, "judge", params))
-            room[topic] -= min(k, len(group))
         results = self._execute(party, f"round {rnd} judge", jobs)
         for job in jobs:
             job.node.score = judge_score(results[job.request.key])
