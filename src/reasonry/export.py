@@ -16,22 +16,32 @@ Formats (one record per example unless noted):
   come from steering (accepted version vs. the original) or from a run's samples (unflagged vs. flagged).
 
 The dataset card goes to `README.md` beside the data file, unless a README.md that reasonry did not write
-for this same file is there already; then it is `<stem>.README.md`.
+for this same file is there already; then it is `<stem>.README.md`. `--out DIR/` writes a publish-ready folder
+(`data/train.jsonl` + card) that `datasets.load_dataset(DIR)` reads (reasonry.card).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import secrets
-import time
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reasonry.card import (
+    card_path,
+    check_folder,
+    is_folder_target,
+    languages,
+    provenance,
+    render_card,
+    swap_folder,
+    write_text_atomic,
+)
 from reasonry.errors import ConfigError, InputError
 from reasonry.io.writers import check_output_path, write_table
 from reasonry.prompts.library import load_template
@@ -43,7 +53,6 @@ FORMATS = ("alpaca-special", "alpaca", "messages", "sharegpt", "prompt-completio
 REASONING_STYLES = ("field", "think")
 EXPORT_SUFFIXES = (".jsonl", ".json", ".parquet")
 RESPONSE_MARK = "\n\n### Response:\n"
-CARD_MARK = "<!-- reasonry dataset card: {name} -->"
 
 
 @dataclass
@@ -376,14 +385,17 @@ def _no_records_message(options: ExportOptions, dropped: Counter[str], source: s
 
 
 def export_dataset(store: Store, out: str | Path, *, run_id: str | None = None, steering: bool = False,
-                   debate_run: str | None = None, options: ExportOptions | None = None) -> dict[str, Any]:
+                   debate_run: str | None = None, options: ExportOptions | None = None,
+                   license: str = "other") -> dict[str, Any]:
     """Write the training data of one source to `out` (atomically) and its dataset card; returns a summary.
 
-    Raises InputError when nothing is left to write.
+    `out` is a data file (.jsonl/.json/.parquet, the card beside it) or a folder (`DIR/`: a dataset folder for
+    `load_dataset(DIR)` and the Hub). Raises InputError when nothing is left to write.
     """
     options = options or ExportOptions()
     validate(options, run_id=run_id, steering=steering, debate_run=debate_run)
-    path = check_export_path(out)
+    folder = check_folder(out) if is_folder_target(out) else None
+    path = check_export_path(out) if folder is None else folder / "data" / "train.jsonl"
     if run_id is not None:
         run_id = store.resolve_run(run_id)
     if debate_run is not None:
@@ -395,13 +407,32 @@ def export_dataset(store: Store, out: str | Path, *, run_id: str | None = None, 
         raise InputError(_no_records_message(options, dropped, source))
     models = Counter(str(r.pop("_model", r.get("model")) or "(unknown)") for r in records)
     columns = list(records[0])
-    write_records(path, columns, records)
     summary = {
-        "out": str(path), "format": options.format, "records": len(records), "dropped": dict(dropped),
+        "out": str(folder or path), "format": options.format, "records": len(records), "dropped": dict(dropped),
         "models": dict(models), "source": source, "run_id": run_id or debate_run, "columns": columns,
-        "filters": _filters(options), "db": str(store.path),
+        "filters": _filters(options), "db": str(store.path), "chat": options.chat,
+        "reasoning_style": options.reasoning_style if options.format in ("messages", "sharegpt") else None,
+        "folder": str(folder) if folder else None,
     }
-    summary["card"] = str(write_card(path, summary, options))
+    made = provenance(store, run_id or debate_run)
+    langs = languages(records)
+    if folder is None:
+        write_records(path, columns, records)
+        card = card_path(path)
+        write_text_atomic(card, render_card(path.name, path.name, summary, made, license=license, langs=langs))
+    else:
+        built = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+        shutil.rmtree(built, ignore_errors=True)
+        (built / "data").mkdir(parents=True)
+        try:
+            write_records(built / "data" / path.name, columns, records)
+            write_text_atomic(built / "README.md", render_card(folder.name, f"data/{path.name}", summary, made,
+                                                               license=license, langs=langs))
+            swap_folder(built, folder)
+        finally:
+            shutil.rmtree(built, ignore_errors=True)
+        card = folder / "README.md"
+    summary["card"] = str(card)
     return summary
 
 
@@ -431,54 +462,3 @@ def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-
-
-# --------------------------------------------------------------------------------------------- dataset card
-
-
-def card_path(data_path: Path) -> Path:
-    """README.md beside the data, unless a README.md not written by reasonry for this file is there."""
-    readme = data_path.parent / "README.md"
-    if not readme.exists():
-        return readme
-    try:
-        head = readme.read_text(encoding="utf-8")[:4000]
-    except (OSError, UnicodeDecodeError):
-        head = ""
-    if CARD_MARK.format(name=data_path.name) in head:
-        return readme
-    return data_path.with_name(f"{data_path.stem}.README.md")
-
-
-def render_card(data_path: Path, summary: dict[str, Any], options: ExportOptions) -> str:
-    from reasonry import __version__
-
-    lines = [
-        "---", "tags:", "- reasonry", "- reasoning", "configs:", "- config_name: default",
-        f"  data_files: {json.dumps(data_path.name)}", "---", CARD_MARK.format(name=data_path.name), "",
-        f"# {data_path.name}", "",
-        f"Fine-tuning data exported by reasonry {__version__} on {time.strftime('%Y-%m-%d %H:%M:%S')}.", "",
-        f"- **records**: {summary['records']}",
-        f"- **format**: `{options.format}`" + (" (chat)" if options.chat else ""),
-        f"- **source**: {summary['source']} (database `{summary['db']}`)",
-        f"- **columns**: {', '.join(f'`{c}`' for c in summary['columns'])}",
-    ]
-    if options.format in ("messages", "sharegpt"):
-        lines.append(f"- **reasoning style**: `{options.reasoning_style}`")
-    filters = summary["filters"]
-    lines.append("- **filters**: " + ("; ".join(f"{k} = {v}" for k, v in filters.items()) if filters else "none"))
-    dropped = summary["dropped"]
-    lines.append("- **dropped**: " + (", ".join(f"{n} ({reason})" for reason, n in sorted(dropped.items()))
-                                      if dropped else "none"))
-    lines += ["", "## Models", "", "| model | records |", "|---|---|"]
-    lines += [f"| {model} | {n} |" for model, n in sorted(summary["models"].items())]
-    lines += ["", "## Use", "", "```", f"reasonry train {data_path.name} --base hf:BASE_MODEL --out ./adapter",
-              "```", ""]
-    return "\n".join(lines)
-
-
-def write_card(data_path: Path, summary: dict[str, Any], options: ExportOptions) -> Path:
-    path = card_path(data_path)
-    text = render_card(data_path, summary, options)
-    _atomic(path, lambda temp: temp.write_text(text, encoding="utf-8"))
-    return path

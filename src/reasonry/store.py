@@ -290,6 +290,25 @@ class Store:
         row = self.conn.execute(f"SELECT key, {', '.join(RESULT_FIELDS)} FROM results WHERE key=?", (key,)).fetchone()
         return StoredResult(**dict(row)) if row else None
 
+    def run_usage(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Per model label: distinct requests of the run with a stored result, failures, tokens, engine seconds."""
+        rows = self.conn.execute(
+            """SELECT k.model, COUNT(*) AS requests, SUM(r.error IS NOT NULL) AS failed,
+                      COALESCE(SUM(r.prompt_tokens), 0) AS prompt_tokens,
+                      COALESCE(SUM(r.completion_tokens), 0) AS completion_tokens,
+                      COALESCE(SUM(r.latency_s), 0.0) AS seconds
+               FROM (SELECT DISTINCT model, request_key FROM run_requests WHERE run_id=?) AS k
+               JOIN results AS r ON r.key = k.request_key GROUP BY k.model ORDER BY k.model""", (run_id,))
+        return {row["model"]: {k: row[k] for k in row.keys() if k != "model"} for row in rows}
+
+    def run_flag_counts(self, run_id: str) -> dict[str, int]:
+        """How many of the run's results carry each quality flag."""
+        rows = self.conn.execute(
+            """SELECT f.name, COUNT(*) AS n FROM flags AS f
+               JOIN (SELECT DISTINCT request_key FROM run_requests WHERE run_id=?) AS k ON k.request_key = f.key
+               GROUP BY f.name""", (run_id,))
+        return {row["name"]: row["n"] for row in rows}
+
     def request_prompts(self, keys: Sequence[str]) -> dict[str, str]:
         """key -> rendered prompt (or the chat messages as JSON) of the stored requests among `keys`."""
         found: dict[str, str] = {}

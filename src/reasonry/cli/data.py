@@ -128,7 +128,8 @@ def report_command(
 @app.command("export")
 def export_command(
     run: Annotated[str | None, typer.Argument(metavar="[RUN_ID]", help="A generate run (id, prefix or 'last').")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Data file: .jsonl .json .parquet (a dataset card README.md goes beside it).")] = Path("sft.jsonl"),
+    out: Annotated[str, typer.Option("--out", "-o", help="Data file: .jsonl .json .parquet (a dataset card README.md goes beside it), or a folder DIR/ ready for the Hub: data/train.jsonl + README.md card that datasets.load_dataset(DIR) reads.")] = "sft.jsonl",
+    license: Annotated[str, typer.Option("--license", help="License named in the dataset card's header (e.g. apache-2.0, cc-by-4.0).")] = "other",
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "alpaca-special",
     steering: Annotated[bool, typer.Option("--steering", help="Export the steering versions instead of a run.")] = False,
     debate: Annotated[str | None, typer.Option("--debate", metavar="RUN_ID", help="Export a debate run: party A's answers and party B's question/rebuttal lists (see --kinds).")] = None,
@@ -149,7 +150,8 @@ def export_command(
                             min_chars=min_chars, accepted_only=accepted_only,
                             kinds=tuple(k.strip() for k in kinds.split(",")))
     store = Store.existing(db)
-    summary = export_dataset(store, out, run_id=run, steering=steering, debate_run=debate, options=options)
+    summary = export_dataset(store, out, run_id=run, steering=steering, debate_run=debate, options=options,
+                             license=license)
     if as_json:
         _print_json(summary)
         return
