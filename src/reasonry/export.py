@@ -208,7 +208,7 @@ def _strip(text: str | None) -> str | None:
 
 
 def steering_examples(store: Store) -> Iterator[Example]:
-    rows = store.conn.execute("SELECT * FROM steer_versions ORDER BY id").fetchall()
+    rows = store.version_rows()
     for row in rows:
         yield Example(id=str(row["id"]), instruction=row["question"], input=row["input"] or "",
                       reasoning=(row["reasoning"] or "").strip(), response=_strip(row["response"]),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -88,10 +87,7 @@ def _settings(config: DebateConfig) -> dict[str, Any]:
 def _open_run(store: Store, run_id: str, source: str | None, config: DebateConfig,
               templates: dict[str, str]) -> None:
     settings = {**_settings(config), "template_sources": templates}
-    with store.transaction() as conn:
-        conn.execute("INSERT OR IGNORE INTO runs (id, kind, created_at, source, config) VALUES (?,?,?,?,?)",
-                     (run_id, "debate", time.time(), source, json.dumps(settings, ensure_ascii=False, default=str)))
-        conn.execute("UPDATE runs SET status='running', finished_at=NULL WHERE id=?", (run_id,))
+    store.create_run("debate", source=source, config=settings, run_id=run_id)
     for party in (config.party_a, config.party_b, config.judge_party):
         if party.name != "judge" or config.policy.name == "judge":
             store.add_run_model(run_id, party.label, str(party.spec))

@@ -1,4 +1,4 @@
-"""Grow debate trees breadth-first, one round at a time, every model call through `tasks.execute`.
+"""Grow debate trees breadth-first, one round at a time, every model call through `tasks.execute.run_planned`.
 
 Who does what (fixed roles, alternating turns): round 0 — party A answers each topic's question (or the
 given answer is used). Round r = 1..R — party B challenges each answer of round r-1 with `questions`
@@ -30,7 +30,7 @@ from reasonry.engines.registry import load_engine
 from reasonry.io.readers import Row
 from reasonry.prompts.library import PromptTemplate, load_template
 from reasonry.store import Store, StoredResult
-from reasonry.tasks.execute import Counts, Planned, Reporter, execute
+from reasonry.tasks.execute import Counts, Planned, Reporter, run_planned
 
 EngineLoader = Callable[..., Engine]
 
@@ -130,7 +130,7 @@ class Debate:
                 jobs.append(self._job(answer, party, prompt, self.templates.answer.produces, "answer"))
                 answer.request_key = jobs[-1].request.key
         self.writer.save(itertools.chain(roots, (a for a in answers if a.text)))
-        results = self._execute(party, "round 0 answers", jobs)
+        results = self._run_phase(party, "round 0 answers", jobs)
         for job in jobs:
             self._fill(job.node, parse_answer(results[job.request.key]))
         self.writer.save(job.node for job in jobs)
@@ -145,7 +145,7 @@ class Debate:
         created: list[Node] = []
         while batch := self._reserve(pending, n):
             jobs = [self._challenge_job(party, answer, move) for answer, move in batch]
-            results = self._execute(party, f"round {rnd} challenges", jobs)
+            results = self._run_phase(party, f"round {rnd} challenges", jobs)
             new: list[Node] = []
             for job in jobs:
                 parsed = parse_challenges(results[job.request.key], job.move, n,
@@ -216,7 +216,7 @@ class Debate:
                         question=parent.parent.text if parent.parent else ""))
                     jobs.append(self._job(node, party, prompt, self.templates.judge.produces, "judge", params))
             room[topic] -= min(k, len(group))
-        results = self._execute(party, f"round {rnd} judge", jobs)
+        results = self._run_phase(party, f"round {rnd} judge", jobs)
         for job in jobs:
             job.node.score = judge_score(results[job.request.key])
         self.writer.save(job.node for job in jobs)
@@ -234,7 +234,7 @@ class Debate:
             jobs.append(self._job(answer, party, prompt, self.templates.answer.produces, "answer"))
             answer.request_key = jobs[-1].request.key
             challenge.expanded = True
-        results = self._execute(party, f"round {rnd} answers", jobs)
+        results = self._run_phase(party, f"round {rnd} answers", jobs)
         for job in jobs:
             self._fill(job.node, parse_answer(results[job.request.key]))
         self.writer.save(itertools.chain((job.node.parent for job in jobs), (job.node for job in jobs)))  # type: ignore[misc]
@@ -279,8 +279,8 @@ class Debate:
         key = request_key(party.spec, prompt, None, None, params, 0)
         return Job(node, f"{node.path}>{what}", Request(key=key, params=params, prompt=prompt), produces)
 
-    def _execute(self, party: Party, label: str, jobs: list[Job]) -> dict[str, StoredResult | None]:
-        """One execute() call for all of a phase's requests, so the engine batches them."""
+    def _run_phase(self, party: Party, label: str, jobs: list[Job]) -> dict[str, StoredResult | None]:
+        """One run_planned() call for all of a phase's requests, so the engine batches them."""
         if not jobs:
             return {}
         planned = [Planned(job.node.topic.position, party.label, job.request, job.produces, column=job.column)
@@ -288,7 +288,7 @@ class Debate:
         engine = self._engine(party.spec)
         self.reporter.start(label, len(planned))
         try:
-            counts = execute(self.store, self.run_id, engine, party.spec, planned, refresh=self.config.refresh,
+            counts = run_planned(self.store, self.run_id, engine, party.spec, planned, refresh=self.config.refresh,
                              reporter=self.reporter)
         finally:
             self.reporter.finish()

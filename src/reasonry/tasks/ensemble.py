@@ -20,7 +20,7 @@ from reasonry.extract import THINK_CLOSE
 from reasonry.io.writers import check_output_path
 from reasonry.prompts.library import PromptTemplate, load_template
 from reasonry.store import Store
-from reasonry.tasks.execute import Planned, Reporter, execute, summarize
+from reasonry.tasks.execute import Planned, Reporter, run_planned, summarize
 from reasonry.tasks.output import write_run_output
 
 ENSEMBLE_LABEL = "ensemble"
@@ -51,21 +51,13 @@ def parse_spec(text: str | ModelSpec, flag: str, base_url: str | None = None) ->
 def check_has_results(store: Store, run_id: str, labels: Sequence[str]) -> None:
     if not labels:
         raise InputError(f"run {run_id} has no models to read; run `reasonry generate` first")
-    marks = ",".join("?" * len(labels))
-    row = store.conn.execute(
-        "SELECT 1 FROM run_requests q JOIN results r ON r.key=q.request_key WHERE q.run_id=? AND q.column=''"
-        f" AND r.error IS NULL AND q.model IN ({marks}) LIMIT 1", (run_id, *labels)).fetchone()
-    if row is None:
+    if not store.has_results(run_id, labels):
         raise InputError(f"run {run_id} has no results yet (models: {', '.join(labels)}); run or resume "
                          "`reasonry generate` for it first")
 
 
 def count_requests(store: Store, run_id: str, labels: Sequence[str]) -> int:
-    marks = ",".join("?" * len(labels))
-    row = store.conn.execute(
-        f"SELECT COUNT(*) FROM run_requests WHERE run_id=? AND column='' AND model IN ({marks})",
-        (run_id, *labels)).fetchone()
-    return int(row[0])
+    return store.count_requests(run_id, labels)
 
 
 def grouped_records(store_path: Path, run_id: str, labels: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
@@ -160,7 +152,7 @@ def ensemble(run: str, aggregator: str | ModelSpec, *, template: str = "ensemble
                 reporter.start(f"{ENSEMBLE_LABEL} ({spec.label})", count_rows(store, run_id))
             planned = plan_ensemble(grouped_records(store.path, run_id, labels), prompt_template, spec, engine,
                                     config, run_id, rows)
-            counts = execute(store, run_id, ContentAsReasoning(engine), spec, planned, refresh=config.refresh,
+            counts = run_planned(store, run_id, ContentAsReasoning(engine), spec, planned, refresh=config.refresh,
                              reporter=reporter)
             if reporter:
                 reporter.finish()
@@ -174,7 +166,7 @@ def ensemble(run: str, aggregator: str | ModelSpec, *, template: str = "ensemble
 
 
 def count_rows(store: Store, run_id: str) -> int:
-    return int(store.conn.execute("SELECT COUNT(*) FROM run_inputs WHERE run_id=?", (run_id,)).fetchone()[0])
+    return store.count_inputs(run_id)
 
 
 def open_existing_store(db: str | Path) -> Store:

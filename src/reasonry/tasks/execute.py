@@ -89,7 +89,7 @@ def parse_result(result: Result, produces: str) -> dict:
     }
 
 
-def execute(store: Store, run_id: str, engine: Engine, spec: ModelSpec, planned: Iterable[Planned], *,
+def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, planned: Iterable[Planned], *,
             refresh: bool = False, reporter: Reporter | None = None,
             on_chunk: Callable[[list[Planned]], None] | None = None) -> Counts:
     """Register every planned request with the run, generate those without a stored result, store results."""

@@ -15,7 +15,7 @@ from reasonry.io.readers import Row, RowSource, open_rows
 from reasonry.io.writers import check_output_path
 from reasonry.prompts.library import PromptTemplate, load_template, role_text
 from reasonry.store import Store
-from reasonry.tasks.execute import Counts, Planned, Reporter, execute, summarize
+from reasonry.tasks.execute import Counts, Planned, Reporter, run_planned, summarize
 from reasonry.tasks.output import write_run_output
 
 THINK_PREFILL = "<think>\n{reasoning}\n</think>\n\n"
@@ -166,7 +166,7 @@ def generate(
                 if reporter:
                     reporter.start(label, source.total * config.samples if source.total is not None else None)
                 planned = plan(source, prompter, label, engine, config.samples)
-                counts = execute(store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter,
+                counts = run_planned(store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter,
                                  on_chunk=(lambda chunk: _store_inputs(store, run_id, chunk)) if index == 0 else None)
                 rows = rows or counts.requests // config.samples
                 total.add(counts)

@@ -202,21 +202,15 @@ def record_version(store: Store, *, thread: str, parent_id: int | None, model: s
                    params: Mapping[str, Any], seconds: float | None, prompt_tokens: int | None = None,
                    completion_tokens: int | None = None, edited: bool = False, note: str | None = None) -> Version:
     """Store a version (generated here or elsewhere) and return it."""
-    with store.transaction() as conn:
-        cursor = conn.execute(
-            "INSERT INTO steer_versions (thread, parent_id, created_at, model, mode, question, input, reasoning,"
-            " response, raw_text, params, seconds, prompt_tokens, completion_tokens, edited, note)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (thread, parent_id, time.time(), model, mode, question, input_text, reasoning, response, raw_text,
-             json.dumps(dict(params), ensure_ascii=False), round(seconds, 4) if seconds is not None else None,
-             prompt_tokens, completion_tokens, int(edited), note))
-        version_id = cursor.lastrowid
-    assert version_id is not None
+    version_id = store.add_version(
+        thread=thread, parent_id=parent_id, model=model, mode=mode, question=question, input_text=input_text,
+        reasoning=reasoning, response=response, raw_text=raw_text, params=params, seconds=seconds,
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, edited=edited, note=note)
     return get_version(store, version_id)
 
 
 def get_version(store: Store, version_id: int) -> Version:
-    row = store.conn.execute("SELECT * FROM steer_versions WHERE id=?", (version_id,)).fetchone()
+    row = store.version_row(version_id)
     if row is None:
         raise InputError(f"steering version {version_id} not found in {store.path}; `reasonry steer history` lists them")
     return Version.from_row(row)
@@ -224,32 +218,18 @@ def get_version(store: Store, version_id: int) -> Version:
 
 def history(store: Store, thread: str | None = None, limit: int = 200) -> list[Version]:
     """Versions of one thread, oldest first; without a thread, the latest `limit` versions of all threads."""
-    if thread:
-        rows = store.conn.execute("SELECT * FROM steer_versions WHERE thread=? ORDER BY id", (thread,)).fetchall()
-    else:
-        rows = store.conn.execute("SELECT * FROM (SELECT * FROM steer_versions ORDER BY id DESC LIMIT ?) ORDER BY id",
-                                  (limit,)).fetchall()
-    return [Version.from_row(r) for r in rows]
+    return [Version.from_row(r) for r in store.version_rows(thread=thread, limit=limit)]
 
 
 def threads(store: Store, limit: int = 100) -> list[dict[str, Any]]:
     """Threads, most recently changed first: id, first question, number of versions, accepted count."""
-    rows = store.conn.execute(
-        "SELECT thread, MIN(id) AS first_id, MAX(created_at) AS updated_at, COUNT(*) AS versions,"
-        " SUM(accepted) AS accepted FROM steer_versions GROUP BY thread ORDER BY updated_at DESC LIMIT ?",
-        (limit,)).fetchall()
-    out = []
-    for row in rows:
-        first = store.conn.execute("SELECT question FROM steer_versions WHERE id=?", (row["first_id"],)).fetchone()
-        out.append({**dict(row), "question": first["question"]})
-    return out
+    return store.thread_rows(limit)
 
 
 def accept(store: Store, version_id: int, accepted: bool = True) -> Version:
     """Mark a version as a training example (or unmark it)."""
     get_version(store, version_id)
-    with store.transaction() as conn:
-        conn.execute("UPDATE steer_versions SET accepted=? WHERE id=?", (int(accepted), version_id))
+    store.set_accepted(version_id, accepted)
     return get_version(store, version_id)
 
 
@@ -273,9 +253,7 @@ def original_of(store: Store, version: Version) -> Version | None:
     versions = chain(store, version)
     if versions[0].id != version.id and versions[0].response:
         return versions[0]
-    row = store.conn.execute("SELECT * FROM steer_versions WHERE thread=? AND model=? AND mode='vanilla' AND id<>?"
-                             " AND response IS NOT NULL AND response<>'' ORDER BY id LIMIT 1",
-                             (version.thread, version.model, version.id)).fetchone()
+    row = store.first_vanilla_row(version.thread, version.model, version.id)
     if row is not None:
         return Version.from_row(row)
     return next((v for v in versions[:-1] if v.response), None)
@@ -284,7 +262,7 @@ def original_of(store: Store, version: Version) -> Version | None:
 def preference_pairs(store: Store) -> list[dict[str, Any]]:
     """One DPO pair per accepted version: chosen = the accepted version, rejected = the original it was
     steered from (see `original_of`). Pairs whose responses are identical or missing are skipped."""
-    rows = store.conn.execute("SELECT * FROM steer_versions WHERE accepted=1 ORDER BY id").fetchall()
+    rows = store.version_rows(accepted_only=True)
     pairs = []
     for row in rows:
         chosen = Version.from_row(row)

@@ -31,7 +31,7 @@ from reasonry.tasks.ensemble import (
     open_existing_store,
     parse_spec,
 )
-from reasonry.tasks.execute import Planned, Reporter, execute, summarize
+from reasonry.tasks.execute import Planned, Reporter, run_planned, summarize
 from reasonry.tasks.output import write_run_output
 
 FIELDS = ("reasoning", "response")
@@ -110,7 +110,7 @@ def translate(run: str, to: str, model: str | ModelSpec, *, field: str = "reason
                 reporter.start(f"{column} ({spec.label})", count_requests(store, run_id, labels))
             planned = plan_translations(grouped_records(store.path, run_id, labels), prompt_template, spec,
                                         engine, config, field, column, language, run_id)
-            counts = execute(store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter)
+            counts = run_planned(store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter)
             if reporter:
                 reporter.finish()
         if out_path is not None:
