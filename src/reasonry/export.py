@@ -34,6 +34,7 @@ from typing import Any
 
 from reasonry.errors import ConfigError, InputError
 from reasonry.io.writers import check_output_path, write_table
+from reasonry.prompts.formats import user_content, with_think_block
 from reasonry.prompts.library import load_template
 from reasonry.quality import FLAG_NAMES, CheckConfig, check_one
 from reasonry.store import Store
@@ -88,11 +89,11 @@ class Pair:
 
 
 def user_text(example: Example) -> str:
-    return example.instruction + (f"\n\n{example.input}" if example.input else "")
+    return user_content(example.instruction, example.input)
 
 
 def think_content(reasoning: str, response: str | None) -> str:
-    return f"<think>\n{reasoning}\n</think>\n\n{response or ''}" if reasoning else response or ""
+    return with_think_block(reasoning, response)
 
 
 def completion_text(reasoning: str, response: str | None) -> str:

@@ -25,10 +25,11 @@ from reasonry.config import ModelSpec, SamplingParams
 from reasonry.debate.config import MOVE_KIND, DebateConfig, Party
 from reasonry.debate.parse import Parsed, judge_score, parse_answer, parse_challenges
 from reasonry.debate.tree import Node, NodeWriter
-from reasonry.engines.base import Engine, Request, Result, request_key
+from reasonry.engines.base import Engine, Request, Result
 from reasonry.engines.registry import load_engine
 from reasonry.io.readers import Row
 from reasonry.prompts.library import PromptTemplate, load_template
+from reasonry.requests import build_request
 from reasonry.store import Store, StoredResult
 from reasonry.tasks.execute import Counts, Planned, Reporter, run_planned
 
@@ -276,8 +277,8 @@ class Debate:
     def _job(self, node: Node, party: Party, prompt: str, produces: str, what: str,
              params: SamplingParams | None = None) -> Job:
         params = params or self.config.params
-        key = request_key(party.spec, prompt, None, None, params, 0)
-        return Job(node, f"{node.path}>{what}", Request(key=key, params=params, prompt=prompt), produces)
+        return Job(node, f"{node.path}>{what}", build_request(party.spec, params, prompt=prompt, where=node.path),
+                   produces)
 
     def _run_phase(self, party: Party, label: str, jobs: list[Job]) -> dict[str, StoredResult | None]:
         """One run_planned() call for all of a phase's requests, so the engine batches them."""

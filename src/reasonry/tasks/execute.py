@@ -12,6 +12,7 @@ from typing import Any
 from reasonry.config import ModelSpec
 from reasonry.engines.base import Engine, Request, Result
 from reasonry.extract import split_output
+from reasonry.requests import PromptTooLarge, error_request
 from reasonry.store import Store
 
 CHUNK = 512
@@ -30,6 +31,22 @@ class Planned:
     column: str = ""
     error: str | None = None  # set when the row cannot become a prompt; recorded without calling the model
     row: Any = None  # the input row, stored with the run when given
+
+
+def planned_or_error(row_index: int, model: str, build: Callable[[], Request], *, spec: ModelSpec, params: Any,
+                     tag: str, where: str, produces: str = "reasoning", column: str = "", sample_index: int = 0,
+                     row: Any = None) -> Planned:
+    """The planned request `build()` makes; a row whose prompt is too large becomes that row's error instead.
+
+    `tag` makes the error placeholder's key unique; `where` ("row 3") starts the error message.
+    """
+    try:
+        request = build()
+    except PromptTooLarge as exc:
+        message = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
+        return Planned(row_index, model, error_request(spec, params, tag, sample_index), produces, column,
+                       error=message, row=row)
+    return Planned(row_index, model, request, produces, column, row=row)
 
 
 @dataclass

@@ -24,15 +24,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from reasonry.config import SamplingParams
-from reasonry.engines.base import Engine, Request, Result, request_key
+from reasonry.engines.base import Engine, Request, Result
 from reasonry.errors import ConfigError, InputError
 from reasonry.extract import split_output
+from reasonry.prompts.formats import think_prefill, user_content
 from reasonry.prompts.library import load_template
+from reasonry.requests import build_request
 from reasonry.store import Store
 
 MODES = ("reasoning", "special", "vanilla")
 TEMPLATES = {"reasoning": "alpaca-reasoning", "special": "alpaca-special", "vanilla": "alpaca-vanilla"}
-THINK_PREFILL = "<think>\n{reasoning}\n</think>\n\n"
 
 VERSION_COLUMNS = (
     "id", "thread", "parent_id", "created_at", "model", "mode", "question", "input", "reasoning", "response",
@@ -86,8 +87,8 @@ def build_prompt(mode: str, question: str, input_text: str = "", reasoning: str 
     if mode == "special" and not (reasoning or "").strip():
         raise InputError("mode special needs a reasoning (--reasoning TEXT or @file.txt)")
     if chat:
-        content = question + (f"\n\n{input_text}" if input_text else "")
-        prefill = THINK_PREFILL.format(reasoning=reasoning) if mode == "special" else None
+        content = user_content(question, input_text)
+        prefill = think_prefill(reasoning or "") if mode == "special" else None
         return None, [{"role": "user", "content": content}], prefill
     variables = {"instruction": question, "input": input_text}
     if mode == "special":
@@ -133,13 +134,8 @@ class Steerer:
                 params: SamplingParams | None = None) -> Request:
         label, engine = self.engine(model)
         prompt, messages, prefill = build_prompt(mode, question, input_text, reasoning, chat=self.uses_chat(label))
-        if messages is not None:
-            rendered = engine.render_chat(messages, prefill)
-            if rendered is not None:
-                prompt, messages, prefill = rendered, None, None
-        params = params or self.params
-        key = request_key(engine.spec, prompt, messages, prefill, params, 0)
-        return Request(key=key, params=params, prompt=prompt, messages=messages, prefill=prefill)
+        return build_request(engine.spec, params or self.params, prompt=prompt, messages=messages, prefill=prefill,
+                             engine=engine)
 
     def stream(self, model: str | None, question: str, input_text: str = "", *, mode: str = "reasoning",
                reasoning: str | None = None, params: SamplingParams | None = None, thread: str | None = None,
@@ -271,7 +267,7 @@ def preference_pairs(store: Store) -> list[dict[str, Any]]:
             continue
         if chosen.response.strip() == rejected.response.strip():
             continue
-        prompt = chosen.question + (f"\n\n{chosen.input}" if chosen.input else "")
+        prompt = user_content(chosen.question, chosen.input)
         pairs.append({
             "prompt": prompt, "chosen": chosen.response, "rejected": rejected.response,
             "question": chosen.question, "input": chosen.input,

@@ -19,11 +19,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from reasonry.config import SamplingParams
-from reasonry.engines.base import Engine, Result, request_key
+from reasonry.engines.base import Engine, Result
 from reasonry.engines.base import Request as EngineRequest
 from reasonry.errors import ConfigError, InputError, ReasonryError
 from reasonry.extract import split_output
-from reasonry.tasks.steer import MODES, THINK_PREFILL, Steerer, build_prompt, parse_text
+from reasonry.prompts.formats import RESPONSE_MARKERS, THINK_CLOSE, think_prefill
+from reasonry.requests import build_request
+from reasonry.tasks.steer import MODES, Steerer, build_prompt, parse_text
 from reasonry.web.steer_api import json_body, params_from, public_message, steerer_of, stream_error
 
 router = APIRouter(prefix="/v1")
@@ -98,12 +100,7 @@ def _mode(body: dict[str, Any]) -> str | None:
 
 def _request(engine: Engine, params: SamplingParams, prompt: str | None, messages: list[dict[str, str]] | None,
              prefill: str | None) -> EngineRequest:
-    if messages is not None:
-        rendered = engine.render_chat(messages, prefill)
-        if rendered is not None:
-            prompt, messages, prefill = rendered, None, None
-    key = request_key(engine.spec, prompt, messages, prefill, params, 0)
-    return EngineRequest(key=key, params=params, prompt=prompt, messages=messages, prefill=prefill)
+    return build_request(engine.spec, params, prompt=prompt, messages=messages, prefill=prefill, engine=engine)
 
 
 def _has_chat_template(engine: Engine) -> bool:
@@ -216,7 +213,7 @@ def _chat_request(engine: Engine, body: dict[str, Any], params: SamplingParams) 
     if style not in ("chat", "alpaca"):
         raise InputError("template must be chat or alpaca")
     if style == "chat" and mode in (None, "special"):
-        prefill = THINK_PREFILL.format(reasoning=reasoning) if reasoning else None
+        prefill = think_prefill(reasoning) if reasoning else None
         if reasoning:
             return _request(engine, params, None, messages, prefill), lambda text: (reasoning, text.strip())
         return _request(engine, params, None, messages, None), lambda text: split_output(text, "response")
@@ -286,6 +283,8 @@ class _Deltas:
     def feed(self, piece: str, final: bool = False) -> list[dict[str, str]]:
         self.text += piece
         reasoning, response = self.parse(self.text)
+        if not final and not self._settled(response or ""):
+            response = ""  # a response marker still to come would turn this text into the reasoning
         out = []
         for name, value in (("reasoning_content", reasoning or ""), ("content", response or "")):
             sent = self.sent[name]
@@ -294,3 +293,10 @@ class _Deltas:
                 out.append({name: ready[len(sent):]})
                 self.sent[name] = ready
         return out
+
+    def _settled(self, response: str) -> bool:
+        """Whether the response read so far stays the response when more text arrives."""
+        if not response or any(mark in self.text for mark in (*RESPONSE_MARKERS, THINK_CLOSE)):
+            return True
+        probe = self.parse(self.text + "\n" + RESPONSE_MARKERS[-1] + "\n.")[1] or ""
+        return probe.startswith(response)

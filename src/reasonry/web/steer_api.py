@@ -83,6 +83,8 @@ def params_from(body: Any, defaults: SamplingParams) -> SamplingParams:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise InputError(f"sampling parameter {name}: {value!r} is not a number")
+        if PARAM_TYPES[name] is int and isinstance(value, float) and not value.is_integer():
+            raise InputError(f"sampling parameter {name}: {value!r} is not a whole number")
         try:
             changes[name] = PARAM_TYPES[name](value)
         except (TypeError, ValueError, OverflowError):
