@@ -18,7 +18,7 @@ from reasonry.prompts.formats import THINK_CLOSE
 from reasonry.prompts.library import PromptTemplate
 from reasonry.requests import error_request
 from reasonry.store import Store
-from reasonry.tasks.execute import Planned, Reporter, planned_or_error, run_planned, summarize
+from reasonry.tasks.execute import Counts, Planned, Reporter, planned_or_error, run_planned, summarize
 from reasonry.tasks.followup import (
     FollowUpConfig,
     check_has_results,
@@ -27,6 +27,7 @@ from reasonry.tasks.followup import (
     parse_spec,
     prompt_request,
 )
+from reasonry.tasks.lifecycle import open_run
 from reasonry.tasks.output import write_run_output
 
 ENSEMBLE_LABEL = "ensemble"
@@ -92,20 +93,25 @@ def ensemble(run: str, aggregator: str | ModelSpec, *, template: str = "ensemble
         labels = [m["label"] for m in store.get_run(run_id)["models"] if m["label"] != ENSEMBLE_LABEL]
         check_has_results(store, run_id, labels)
         rows = [0]
-        with load_engine(spec, chat=config.chat, **config.engine_options) as engine:
+        counts = Counts()
+        with open_run(store, ENSEMBLE_LABEL, on=run_id) as run, \
+                load_engine(spec, chat=config.chat, **config.engine_options) as engine:
             store.add_run_model(run_id, ENSEMBLE_LABEL, str(spec))
             if reporter:
                 reporter.start(f"{ENSEMBLE_LABEL} ({spec.label})", store.count_inputs(run_id))
             planned = plan_ensemble(grouped_records(store.path, run_id, labels), prompt_template, spec, engine,
                                     config, run_id, rows)
-            counts = run_planned(store, run_id, ContentAsReasoning(engine), spec, planned, refresh=config.refresh,
-                             reporter=reporter)
+            try:
+                counts = run_planned(store, run_id, ContentAsReasoning(engine), spec, planned,
+                                     refresh=config.refresh, reporter=reporter)
+            finally:
+                run.summary = summarize(run_id, counts, rows[0], out_path, store.path, model=ENSEMBLE_LABEL,
+                                        candidates=labels)
             if reporter:
                 reporter.finish()
         if out_path is not None:
             write_run_output(store, run_id, out_path)
-        return summarize(run_id, counts, rows[0], out_path, store.path, model=ENSEMBLE_LABEL,
-                         candidates=labels)
+        return run.summary
     finally:
         if own_store:
             store.close()

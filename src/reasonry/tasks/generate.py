@@ -18,6 +18,7 @@ from reasonry.prompts.library import PromptTemplate, load_template, role_text
 from reasonry.requests import PromptTooLarge, build_request, error_request
 from reasonry.store import Store
 from reasonry.tasks.execute import Counts, Planned, Reporter, run_planned, summarize
+from reasonry.tasks.lifecycle import open_run
 from reasonry.tasks.output import write_run_output
 
 
@@ -154,33 +155,32 @@ def generate(
                                                                  source.reasoning_col, source.reference_col}],
         "translations": [],
     }
-    run_id = store.create_run("generate", source=str(source.path), config=run_config,
-                              models=[(label, str(spec)) for label, spec in zip(labels, specs, strict=True)])
     prompter = Prompter(template, config, source.path.name)
     total = Counts()
     rows = 0
-    status = "failed"
     try:
-        for index, (spec, label) in enumerate(zip(specs, labels, strict=True)):
-            with open_engine(spec, config) as engine:
-                if reporter:
-                    reporter.start(label, source.total * config.samples if source.total is not None else None)
-                planned = plan(source, prompter, label, engine, config.samples)
-                counts = run_planned(store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter,
-                                 on_chunk=(lambda chunk: _store_inputs(store, run_id, chunk)) if index == 0 else None)
-                rows = rows or counts.requests // config.samples
-                total.add(counts)
-                if reporter:
-                    reporter.finish()
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        summary = summarize(run_id, total, rows, out_path, store.path)
-        store.finish_run(run_id, status, summary)
-        if status != "done" and own_store:
+        with open_run(store, "generate", source=str(source.path), config=run_config,
+                      models=[(label, str(spec)) for label, spec in zip(labels, specs, strict=True)]) as run:
+            run_id = run.run_id
+            try:
+                for index, (spec, label) in enumerate(zip(specs, labels, strict=True)):
+                    with open_engine(spec, config) as engine:
+                        if reporter:
+                            reporter.start(label, source.total * config.samples if source.total is not None else None)
+                        planned = plan(source, prompter, label, engine, config.samples)
+                        counts = run_planned(
+                            store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter,
+                            on_chunk=(lambda chunk: _store_inputs(store, run_id, chunk)) if index == 0 else None)
+                        rows = rows or counts.requests // config.samples
+                        total.add(counts)
+                        if reporter:
+                            reporter.finish()
+            finally:
+                summary = run.summary = summarize(run_id, total, rows, out_path, store.path)
+    except BaseException:
+        if own_store:
             store.close()
+        raise
     if out_path is not None:
         write_run_output(store, run_id, out_path)
     if own_store:

@@ -20,7 +20,7 @@ from reasonry.prompts.library import PromptTemplate
 from reasonry.prompts.roles import ROLES
 from reasonry.requests import error_request
 from reasonry.store import RunRecord, Store
-from reasonry.tasks.execute import Planned, Reporter, planned_or_error, run_planned, summarize
+from reasonry.tasks.execute import Counts, Planned, Reporter, planned_or_error, run_planned, summarize
 from reasonry.tasks.followup import (
     FollowUpConfig,
     check_has_results,
@@ -29,6 +29,7 @@ from reasonry.tasks.followup import (
     parse_spec,
     prompt_request,
 )
+from reasonry.tasks.lifecycle import open_run
 from reasonry.tasks.output import write_run_output
 
 FIELDS = ("reasoning", "response")
@@ -107,18 +108,23 @@ def translate(run: str, to: str, model: str | ModelSpec, *, field: str = "reason
         translations = list(info["config"].get("translations", []))
         if column not in translations:
             store.update_run_config(run_id, translations=[*translations, column])
-        with load_engine(spec, chat=config.chat, **config.engine_options) as engine:
+        rows = store.count_inputs(run_id)
+        counts = Counts()
+        with open_run(store, "translate", on=run_id) as run, \
+                load_engine(spec, chat=config.chat, **config.engine_options) as engine:
             if reporter:
                 reporter.start(f"{column} ({spec.label})", store.count_requests(run_id, labels))
             planned = plan_translations(grouped_records(store.path, run_id, labels), prompt_template, spec,
                                         engine, config, field, column, language, run_id)
-            counts = run_planned(store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter)
+            try:
+                counts = run_planned(store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter)
+            finally:
+                run.summary = summarize(run_id, counts, rows, out_path, store.path, column=column, language=language)
             if reporter:
                 reporter.finish()
         if out_path is not None:
             write_run_output(store, run_id, out_path)
-        rows = store.count_inputs(run_id)
-        return summarize(run_id, counts, rows, out_path, store.path, column=column, language=language)
+        return run.summary
     finally:
         if own_store:
             store.close()
