@@ -163,8 +163,8 @@ class Steerer:
             raise InputError(f"model {label}: generation failed ({result.error if result else 'no result'})")
         parsed_reasoning, response = parse_text(mode, result.text, reasoning)
         edited = mode == "special" and (parent_version is None or reasoning != parent_version.reasoning)
-        yield self.record(
-            thread=thread or new_thread_id(), parent_id=parent, model=label, mode=mode, question=question,
+        yield record_version(
+            self.store, thread=thread or new_thread_id(), parent_id=parent, model=label, mode=mode, question=question,
             input_text=input_text, reasoning=parsed_reasoning, response=response,
             raw_text=result.raw_text or result.text,
             params={**request.params.to_dict(), "chat": self.uses_chat(label), "key": request.key},
@@ -180,14 +180,8 @@ class Steerer:
         assert version is not None
         return version
 
-    def record(self, **fields: Any) -> Version:
-        return record_version(self.store, **fields)
-
     def get(self, version_id: int) -> Version:
         return get_version(self.store, version_id)
-
-    def history(self, thread: str | None = None, limit: int = 200) -> list[Version]:
-        return history(self.store, thread, limit)
 
     def accept(self, version_id: int, accepted: bool = True) -> Version:
         return accept(self.store, version_id, accepted)
