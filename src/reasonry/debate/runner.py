@@ -29,7 +29,7 @@ from reasonry.engines.base import Engine, Request, Result
 from reasonry.engines.registry import load_engine
 from reasonry.io.readers import Row
 from reasonry.prompts.library import PromptTemplate, load_template
-from reasonry.requests import build_request
+from reasonry.requests import PromptTooLarge, build_request, error_request
 from reasonry.store import Store, StoredResult
 from reasonry.tasks.execute import Counts, Planned, Reporter, run_planned
 
@@ -69,6 +69,7 @@ class Job:
     request: Request
     produces: str
     move: str = ""
+    error: str | None = None  # the prompt could not be built (too large): recorded without a model call
 
 
 @dataclass
@@ -126,9 +127,8 @@ class Debate:
                 answer.text, answer.model = topic.reference, "given"
             else:
                 answer.model = party.spec.label
-                prompt = self.templates.answer.render(**self._variables(
-                    party, instruction=topic.question, input=topic.input, kind="question"))
-                jobs.append(self._job(answer, party, prompt, self.templates.answer.produces, "answer"))
+                variables = self._variables(party, instruction=topic.question, input=topic.input, kind="question")
+                jobs.append(self._job(answer, party, self.templates.answer, variables, "answer"))
                 answer.request_key = jobs[-1].request.key
         self.writer.save(itertools.chain(roots, (a for a in answers if a.text)))
         results = self._run_phase(party, "round 0 answers", jobs)
@@ -212,10 +212,9 @@ class Debate:
             topic = parent.topic.position
             if room[topic] > 0 and len(group) > k:
                 for node in group:
-                    prompt = self.templates.judge.render(**self._variables(
-                        party, challenge=node.text, context=parent.text, kind=node.kind,
-                        question=parent.parent.text if parent.parent else ""))
-                    jobs.append(self._job(node, party, prompt, self.templates.judge.produces, "judge", params))
+                    variables = self._variables(party, challenge=node.text, context=parent.text, kind=node.kind,
+                                                question=parent.parent.text if parent.parent else "")
+                    jobs.append(self._job(node, party, self.templates.judge, variables, "judge", params))
             room[topic] -= min(k, len(group))
         results = self._run_phase(party, f"round {rnd} judge", jobs)
         for job in jobs:
@@ -230,9 +229,9 @@ class Debate:
                 continue
             answer = self._child(challenge, "answer", party.name, rnd, 0)
             answer.model = party.spec.label
-            prompt = self.templates.answer.render(**self._variables(
-                party, instruction=challenge.text, input=challenge.parent.text, kind=challenge.kind))  # type: ignore[union-attr]
-            jobs.append(self._job(answer, party, prompt, self.templates.answer.produces, "answer"))
+            variables = self._variables(party, instruction=challenge.text, input=challenge.parent.text,  # type: ignore[union-attr]
+                                        kind=challenge.kind)
+            jobs.append(self._job(answer, party, self.templates.answer, variables, "answer"))
             answer.request_key = jobs[-1].request.key
             challenge.expanded = True
         results = self._run_phase(party, f"round {rnd} answers", jobs)
@@ -254,10 +253,9 @@ class Debate:
 
     def _challenge_job(self, party: Party, answer: Node, move: str) -> Job:
         template = self.templates.questions if move == "questions" else self.templates.rebuttals
-        prompt = template.render(**self._variables(
-            party, str_output_aff=answer.text, question=answer.parent.text if answer.parent else "",
-            kind=MOVE_KIND[move]))
-        job = self._job(answer, party, prompt, template.produces, move)
+        variables = self._variables(party, str_output_aff=answer.text,
+                                    question=answer.parent.text if answer.parent else "", kind=MOVE_KIND[move])
+        job = self._job(answer, party, template, variables, move)
         job.move = move
         return job
 
@@ -274,18 +272,24 @@ class Debate:
         values["question"] = values["question"] or values["instruction"]
         return values
 
-    def _job(self, node: Node, party: Party, prompt: str, produces: str, what: str,
+    def _job(self, node: Node, party: Party, template: PromptTemplate, variables: dict[str, Any], what: str,
              params: SamplingParams | None = None) -> Job:
+        """The node's request; a prompt over the size cap becomes the node's error, not a crash of the debate."""
         params = params or self.config.params
-        return Job(node, f"{node.path}>{what}", build_request(party.spec, params, prompt=prompt, where=node.path),
-                   produces)
+        column, produces = f"{node.path}>{what}", template.produces
+        try:
+            prompt = template.render(**variables)
+            return Job(node, column, build_request(party.spec, params, prompt=prompt, where=node.path), produces)
+        except PromptTooLarge as exc:
+            return Job(node, column, error_request(party.spec, params, f"{self.run_id}:{column}"), produces,
+                       error=str(exc))
 
     def _run_phase(self, party: Party, label: str, jobs: list[Job]) -> dict[str, StoredResult | None]:
         """One run_planned() call for all of a phase's requests, so the engine batches them."""
         if not jobs:
             return {}
-        planned = [Planned(job.node.topic.position, party.label, job.request, job.produces, column=job.column)
-                   for job in jobs]
+        planned = [Planned(job.node.topic.position, party.label, job.request, job.produces, column=job.column,
+                           error=job.error) for job in jobs]
         engine = self._engine(party.spec)
         self.reporter.start(label, len(planned))
         try:
