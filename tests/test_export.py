@@ -339,7 +339,7 @@ def test_export_to_a_folder_is_a_dataset_ready_to_publish(run_db, tmp_path, caps
     assert header["configs"] == [{"config_name": "default", "data_files": [{"split": "train",
                                                                             "path": "data/train.jsonl"}]}]
     assert "## How it was made" in card and "`hf:m1`" in card and "leakage 1" in card
-    assert "## Usage" in card and "huggingface-cli upload --repo-type dataset" in card
+    assert "huggingface-cli upload --repo-type dataset" in card
     again = _export([run_id, "--db", str(db), "--format", "alpaca", "--out", str(folder)], capsys, monkeypatch)
     # datasets caches a folder whose card lists its data files by path alone: read the new export afresh
     reloaded = load_dataset(str(folder), cache_dir=str(tmp_path / "fresh-cache"))["train"]

@@ -158,10 +158,13 @@ def _how_made(made: dict[str, Any]) -> list[str]:
                                             if checks else "none recorded (run `reasonry check`)"))
     usage = made.get("usage") or {}
     if usage:
-        lines += ["", "## Usage", "", "| model | requests | failed | prompt tokens | completion tokens | seconds |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {model} | {u['requests']} | {u['failed']} | {u['prompt_tokens']} | {u['completion_tokens']} "
-                  f"| {u['seconds']:.1f} |" for model, u in sorted(usage.items())]
+        from reasonry.ledger import LEDGER_COLUMNS, format_cell
+
+        columns = [c for c in LEDGER_COLUMNS if c != "cost"]
+        lines += ["", "## Usage", "", "| model | " + " | ".join(c.replace("_", " ") for c in columns) + " |",
+                  "|---" * (len(columns) + 1) + "|"]
+        lines += ["| " + " | ".join([model, *(format_cell(c, u[c]) for c in columns)]) + " |"
+                  for model, u in sorted(usage.items())]
     return lines
 
 

@@ -44,6 +44,7 @@ from reasonry.card import (
 )
 from reasonry.errors import ConfigError, InputError
 from reasonry.io.writers import check_output_path, write_table
+from reasonry.prompts.formats import user_content, with_think_block
 from reasonry.prompts.library import load_template
 from reasonry.quality import FLAG_NAMES, CheckConfig, check_one
 from reasonry.store import Store
@@ -98,11 +99,11 @@ class Pair:
 
 
 def user_text(example: Example) -> str:
-    return example.instruction + (f"\n\n{example.input}" if example.input else "")
+    return user_content(example.instruction, example.input)
 
 
 def think_content(reasoning: str, response: str | None) -> str:
-    return f"<think>\n{reasoning}\n</think>\n\n{response or ''}" if reasoning else response or ""
+    return with_think_block(reasoning, response)
 
 
 def completion_text(reasoning: str, response: str | None) -> str:
@@ -218,7 +219,7 @@ def _strip(text: str | None) -> str | None:
 
 
 def steering_examples(store: Store) -> Iterator[Example]:
-    rows = store.conn.execute("SELECT * FROM steer_versions ORDER BY id").fetchall()
+    rows = store.version_rows()
     for row in rows:
         yield Example(id=str(row["id"]), instruction=row["question"], input=row["input"] or "",
                       reasoning=(row["reasoning"] or "").strip(), response=_strip(row["response"]),
