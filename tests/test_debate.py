@@ -135,7 +135,8 @@ def test_export_rows_and_tree_json(tmp_path: Path) -> None:
     config = DebateConfig(model_a=SPEC, breadth=2, rounds=2, params=SamplingParams(max_new_tokens=8))
     topics = single_topic("Why did sales drop?")  # no answer: party A answers first
     summary = run_debate(topics, config, db=tmp_path / "e.db", out=out, out_tree=tree_out, loader=script_loader)
-    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    everything = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    rows = [row for row in everything if row["move"] == "answers"]
     assert len(rows) == summary["by_kind"]["answer"] == 1 + 4 + 16
     for row in rows:
         assert list(row) == SFT_COLUMNS
@@ -145,10 +146,20 @@ def test_export_rows_and_tree_json(tmp_path: Path) -> None:
     assert {row["kind"] for row in rows} == {"topic", "question", "rebuttal"}
     assert all(row["input"] for row in rows if row["kind"] != "topic")
 
+    # party B's lists: one row per generation (each answer got a questions list and a rebuttals list)
+    moves = [row for row in everything if row["move"] != "answers"]
+    generated_answers = 1 + 4  # the answers of rounds 0 and 1 were challenged
+    assert sorted({row["move"] for row in moves}) == ["questions", "rebuttals"]
+    assert len(moves) == 2 * generated_answers
+    for row in moves:
+        assert row["party"] == "B" and row["instruction"].strip() and row["input"] == ""
+        assert row["response"].startswith("PARAGRAPH: ") and row["response"].count("PARAGRAPH: ") == 2
+    rebuttal = next(row for row in moves if row["move"] == "rebuttals")
+    assert rebuttal["reasoning"]
     import datasets
 
     loaded = datasets.load_dataset("json", data_files=str(out), split="train")
-    assert loaded.num_rows == len(rows) and "reasoning" in loaded.column_names
+    assert loaded.num_rows == len(everything) and "reasoning" in loaded.column_names
 
     trees = json.loads(tree_out.read_text(encoding="utf-8"))
     assert len(trees) == 1 and trees[0]["kind"] == "root" and trees[0]["topic_id"] == "1"
@@ -330,3 +341,71 @@ def test_show_and_export_refuse_a_non_debate_run(tmp_path: Path, monkeypatch: py
     err = capsys.readouterr().err.strip()
     assert code == 2 and "not a debate run" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "rows.jsonl").exists()
+
+
+def test_export_selects_party_b_moves_by_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`export --debate RUN --kinds questions` gives only B's question lists as SFT data; a bad kind is one line."""
+    summary, store = debate(tmp_path, rounds=1, breadth=2)
+    store.close()
+    db = str(tmp_path / "d.db")
+    out = tmp_path / "questions.jsonl"
+    code = run_cli(["export", "--debate", summary["run_id"], "--kinds", "questions", "--format", "alpaca",
+                    "--db", db, "--out", str(out)], monkeypatch)
+    assert code == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 1 and rows[0]["output"].startswith("PARAGRAPH: ") and rows[0]["instruction"]
+    capsys.readouterr()
+    code = run_cli(["debate", "export", summary["run_id"], "--kinds", "answers,verdicts", "--db", db,
+                    "--out", str(tmp_path / "x.jsonl")], monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 2 and "--kinds" in err and "Traceback" not in err and not (tmp_path / "x.jsonl").exists()
+
+
+def test_judged_challenges_export_as_dpo_pairs_that_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """--select judge:K scores every challenge; `export --debate --format dpo` pairs the best with the worst
+    challenge of the same answer and kind, in the layout `train --method dpo` takes."""
+    class Judged(ScriptEngine):
+        """Judge prompts get 'Score: S' alone (S from the key), so siblings get different scores."""
+
+        def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+            requests = list(requests)
+            judged = {r.key for r in requests if "You are judging a debate" in (r.prompt or "")}
+            for result in super().generate(requests):
+                if result.key in judged:
+                    result.text = result.raw_text = f"### Response:\nScore: {int(result.key[:8], 16) % 10 + 1}"
+                yield result
+
+    config = DebateConfig(model_a=SPEC, params=SamplingParams(max_new_tokens=8), breadth=3, rounds=1,
+                          policy=parse_policy("judge:1"))
+    store = Store(tmp_path / "d.db")
+    summary = run_debate(single_topic("Why did sales drop?", "Because prices rose."), config, store=store,
+                         loader=lambda spec, **_: Judged(spec))
+    roots = load_tree(store, summary["run_id"])
+    store.close()
+    challenges = [n for root in roots for n in root.walk() if n.kind in ("question", "rebuttal") and n.text]
+    assert challenges and all(n.score is not None for n in challenges)
+    out = tmp_path / "pairs.jsonl"
+    code = run_cli(["export", "--debate", summary["run_id"], "--format", "dpo", "--db", str(tmp_path / "d.db"),
+                    "--out", str(out)], monkeypatch)
+    assert code == 0, capsys.readouterr().err
+    pairs = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    by_path = {n.path: n for n in challenges}
+    groups = {(n.parent.path, n.kind) for n in challenges if len({c.score for c in n.parent.children
+                                                                   if c.kind == n.kind}) > 1}
+    assert len(pairs) == len(groups) > 0
+    for pair in pairs:
+        chosen, rejected = by_path[pair["chosen_id"]], by_path[pair["rejected_id"]]
+        assert chosen.parent is rejected.parent and chosen.kind == rejected.kind
+        siblings = [c.score for c in chosen.parent.children if c.kind == chosen.kind]
+        assert chosen.score == max(siblings) and rejected.score == min(siblings) and chosen.score > rejected.score
+        assert pair["prompt"] and chosen.text in pair["chosen"] and rejected.text in pair["rejected"]
+        assert "Answer: " in pair["prompt"]
+
+    from reasonry.train import load_records, prepare_dataset, resolve_format, resolve_method
+
+    dataset = load_records(out)
+    fmt = resolve_format(None, list(dataset.column_names), out)
+    assert (fmt, resolve_method("auto", fmt, out)) == ("preference", "dpo")
+    assert prepare_dataset(dataset, fmt)[0].column_names == ["prompt", "chosen", "rejected"]

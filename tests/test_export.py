@@ -314,3 +314,40 @@ def test_debate_nodes_export(tmp_path, capsys, monkeypatch):
          "reasoning": "Protection from light stress.",
          "output": "They protect the leaf while it recycles nutrients."},
     ]
+
+
+def test_export_to_a_folder_is_a_dataset_ready_to_publish(run_db, tmp_path, capsys, monkeypatch):
+    """`--out DIR/`: data/train.jsonl + a card whose YAML header `datasets.load_dataset(DIR)` follows."""
+    import yaml
+
+    db, run_id = run_db
+    Store(db).close()
+    run_cli(["check", run_id, "--db", str(db)], capsys, monkeypatch)
+    folder = tmp_path / "my-dataset"
+    summary = _export([run_id, "--db", str(db), "--format", "messages", "--license", "apache-2.0",
+                       "--out", f"{folder}/"], capsys, monkeypatch)
+    assert summary["out"] == str(folder) and summary["card"] == str(folder / "README.md")
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == [
+        "README.md", "data", "data/train.jsonl"]
+    dataset = load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
+    assert list(dataset) == ["train"] and len(dataset["train"]) == 3
+    assert dataset["train"][0]["messages"][-1]["role"] == "assistant"
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["license"] == "apache-2.0" and header["task_categories"] == ["text-generation"]
+    assert set(header["language"]) == {"en", "ja"}
+    assert header["configs"] == [{"config_name": "default", "data_files": [{"split": "train",
+                                                                            "path": "data/train.jsonl"}]}]
+    assert "## How it was made" in card and "`hf:m1`" in card and "leakage 1" in card
+    assert "huggingface-cli upload --repo-type dataset" in card
+    again = _export([run_id, "--db", str(db), "--format", "alpaca", "--out", str(folder)], capsys, monkeypatch)
+    # datasets caches a folder whose card lists its data files by path alone: read the new export afresh
+    reloaded = load_dataset(str(folder), cache_dir=str(tmp_path / "fresh-cache"))["train"]
+    assert again["records"] == 3 and "output" in reloaded.column_names
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".my-dataset")]  # no temp folders left
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "todo.txt").write_text("mine", encoding="utf-8")
+    refused = run_cli(["export", run_id, "--db", str(db), "--out", f"{foreign}/"], capsys, monkeypatch)
+    assert refused.code == 2 and "did not write" in refused.err and "Traceback" not in refused.err
+    assert [p.name for p in foreign.iterdir()] == ["todo.txt"]

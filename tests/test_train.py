@@ -95,7 +95,9 @@ def test_clear_errors(tmp_path, tiny_model, capsys, monkeypatch):
     cases = [
         ([str(tmp_path / "missing.jsonl"), "--base", base], "no such file"),
         ([str(empty), "--base", base], "empty"),
-        ([str(dpo), "--base", base], "DPO"),
+        ([str(dpo), "--base", base, "--method", "sft"], "--method dpo"),
+        ([str(good), "--base", base, "--method", "dpo"], "preference pairs"),
+        ([str(good), "--base", base, "--method", "ppo"], "--method"),
         ([str(odd), "--base", base], "cannot tell the format"),
         ([str(good), "--base", base, "--format", "weird"], "--format"),
         ([str(good), "--base", base, "--format", "conversational"], "messages"),
@@ -115,3 +117,27 @@ def test_clear_errors(tmp_path, tiny_model, capsys, monkeypatch):
     txt.write_text("x", encoding="utf-8")
     bad_suffix = run_cli(["train", str(txt), "--base", base, "--out", str(tmp_path / "out")], capsys, monkeypatch)
     assert bad_suffix.code == 2 and "unknown data format" in bad_suffix.err
+
+
+def test_dpo_on_steering_pairs_trains_an_adapter_generate_loads(tmp_path, tiny_model, capsys, monkeypatch):
+    """The DPO export of steering edits (edited-and-accepted vs original) trains with `train --method dpo`."""
+    from tests.test_export import _steer_db
+
+    db = tmp_path / "s.db"
+    _steer_db(db)
+    pairs = tmp_path / "pairs.jsonl"
+    exported = run_cli(["export", "--steering", "--db", str(db), "--format", "dpo", "--out", str(pairs)],
+                       capsys, monkeypatch)
+    assert exported.code == 0, exported.err
+    adapter = tmp_path / "dpo-adapter"
+    result = run_cli(["train", str(pairs), "--base", f"hf:{tiny_model}", "--out", str(adapter), "--max-steps", "6",
+                      "--lr", "5e-3", "--batch-size", "1", "--seed", "1", "--json"], capsys, monkeypatch)
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["method"] == "dpo" and summary["format"] == "preference" and summary["steps"] == 6
+    losses = [json.loads(line)["loss"] for line in (adapter / "loss.jsonl").read_text().splitlines()]
+    assert len(losses) == 6 and losses[-1] < losses[0]  # the policy moves towards the chosen completion
+    assert (adapter / "adapter_config.json").exists()
+    base = _generate(tmp_path, f"hf:{tiny_model}", "base", capsys, monkeypatch)
+    tuned = _generate(tmp_path, f"hf:{tiny_model}+{adapter}", "tuned", capsys, monkeypatch)
+    assert tuned != base

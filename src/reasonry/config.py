@@ -36,10 +36,6 @@ class SamplingParams:
             if not ok:
                 raise ConfigError(message)
 
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.canonical())
 

@@ -16,23 +16,34 @@ Formats (one record per example unless noted):
   come from steering (accepted version vs. the original) or from a run's samples (unflagged vs. flagged).
 
 The dataset card goes to `README.md` beside the data file, unless a README.md that reasonry did not write
-for this same file is there already; then it is `<stem>.README.md`.
+for this same file is there already; then it is `<stem>.README.md`. `--out DIR/` writes a publish-ready folder
+(`data/train.jsonl` + card) that `datasets.load_dataset(DIR)` reads (reasonry.card).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
+import os
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reasonry.card import (
+    card_path,
+    check_folder,
+    is_folder_target,
+    languages,
+    provenance,
+    render_card,
+    swap_folder,
+)
 from reasonry.errors import ConfigError, InputError
 from reasonry.io.atomic import atomic_write, write_text
 from reasonry.io.writers import check_output_path, write_table
+from reasonry.prompts.formats import user_content, with_think_block
 from reasonry.prompts.library import load_template
 from reasonry.quality import FLAG_NAMES, CheckConfig, check_one
 from reasonry.store import Store
@@ -42,7 +53,6 @@ FORMATS = ("alpaca-special", "alpaca", "messages", "sharegpt", "prompt-completio
 REASONING_STYLES = ("field", "think")
 EXPORT_SUFFIXES = (".jsonl", ".json", ".parquet")
 RESPONSE_MARK = "\n\n### Response:\n"
-CARD_MARK = "<!-- reasonry dataset card: {name} -->"
 
 
 @dataclass
@@ -55,6 +65,7 @@ class ExportOptions:
     exclude_flags: tuple[str, ...] = ()
     min_chars: int = 0
     accepted_only: bool = False
+    kinds: tuple[str, ...] = ("answers", "questions", "rebuttals")  # debate rows: A's answers and B's moves
 
 
 @dataclass
@@ -87,11 +98,11 @@ class Pair:
 
 
 def user_text(example: Example) -> str:
-    return example.instruction + (f"\n\n{example.input}" if example.input else "")
+    return user_content(example.instruction, example.input)
 
 
 def think_content(reasoning: str, response: str | None) -> str:
-    return f"<think>\n{reasoning}\n</think>\n\n{response or ''}" if reasoning else response or ""
+    return with_think_block(reasoning, response)
 
 
 def completion_text(reasoning: str, response: str | None) -> str:
@@ -207,18 +218,21 @@ def _strip(text: str | None) -> str | None:
 
 
 def steering_examples(store: Store) -> Iterator[Example]:
-    rows = store.conn.execute("SELECT * FROM steer_versions ORDER BY id").fetchall()
+    rows = store.version_rows()
     for row in rows:
         yield Example(id=str(row["id"]), instruction=row["question"], input=row["input"] or "",
                       reasoning=(row["reasoning"] or "").strip(), response=_strip(row["response"]),
                       model=row["model"], accepted=bool(row["accepted"]), group=row["thread"])
 
 
-def debate_examples(store: Store, run_id: str) -> Iterator[Example]:
-    from reasonry.debate.export import sft_rows, topic_inputs
+def debate_examples(store: Store, run_id: str, kinds: tuple[str, ...]) -> Iterator[Example]:
+    from reasonry.debate.export import move_prompts, parse_kinds, sft_rows, topic_inputs
     from reasonry.debate.tree import load_tree
 
-    for row in sft_rows(run_id, load_tree(store, run_id), topic_inputs(store, run_id)):
+    roots = load_tree(store, run_id)
+    rows = sft_rows(run_id, roots, topic_inputs(store, run_id), kinds=parse_kinds(kinds),
+                    prompts=move_prompts(store, roots))
+    for row in rows:
         yield Example(id=str(row["path"]), instruction=row["instruction"] or "", input=row["input"] or "",
                       reasoning=(row["reasoning"] or "").strip(), response=_strip(row["response"]),
                       model=row["model"], group=row["topic_id"])
@@ -234,6 +248,18 @@ def steering_pairs(store: Store) -> Iterator[Pair]:
         rejected = Example(str(p["rejected_id"]), p["question"], p["input"] or "",
                            (p["rejected_reasoning"] or "").strip(), p["rejected"].strip(), p["model"])
         yield Pair(p["question"], p["input"] or "", chosen, rejected, p["model"])
+
+
+def debate_pairs(store: Store, run_id: str) -> Iterator[Pair]:
+    """Judged challenges of a debate (`--select judge:K`): the best vs the worst of the same answer and kind."""
+    from reasonry.debate.export import scored_pairs
+    from reasonry.debate.tree import load_tree
+
+    for p in scored_pairs(load_tree(store, run_id)):
+        chosen, rejected = (Example(node.path, p.instruction, p.input, (node.reasoning or "").strip(), node.text,
+                                      node.model, group=p.kind)
+                            for node in (p.chosen, p.rejected))
+        yield Pair(p.instruction, p.input, chosen, rejected, p.chosen.model)
 
 
 def sample_pairs(examples: Iterable[Example], bad_flags: Sequence[str]) -> Iterator[Pair]:
@@ -300,8 +326,6 @@ def validate(options: ExportOptions, *, run_id: str | None, steering: bool, deba
         raise ConfigError("give exactly one source: RUN_ID (a generate run), --steering, or --debate RUN_ID")
     if options.accepted_only and not steering:
         raise ConfigError("--accepted-only applies to --steering (only steering versions are accepted or not)")
-    if options.format == "dpo" and debate_run is not None:
-        raise ConfigError("--format dpo: pairs come from --steering or from a run with --samples > 1, not a debate")
 
 
 def check_export_path(out: str | Path) -> Path:
@@ -317,6 +341,8 @@ def _records(store: Store, options: ExportOptions, dropped: Counter[str], *, run
         if steering:
             pairs: Iterable[Pair] = steering_pairs(store)
             pairs = _filter_pairs(pairs, options, dropped)
+        elif debate_run is not None:
+            pairs = debate_pairs(store, debate_run)
         else:
             assert run_id is not None
             examples = filter_examples(run_examples(store, run_id, check=True),
@@ -326,7 +352,7 @@ def _records(store: Store, options: ExportOptions, dropped: Counter[str], *, run
     if steering:
         examples = filter_examples(steering_examples(store), options, dropped, compute_flags=True)
     elif debate_run is not None:
-        examples = filter_examples(debate_examples(store, debate_run), options, dropped, compute_flags=True)
+        examples = filter_examples(debate_examples(store, debate_run, options.kinds), options, dropped, compute_flags=True)
     else:
         assert run_id is not None
         examples = filter_examples(run_examples(store, run_id, check=bool(options.exclude_flags)), options, dropped)
@@ -350,22 +376,26 @@ def _no_records_message(options: ExportOptions, dropped: Counter[str], source: s
         why = ", ".join(f"{n} by {reason}" for reason, n in dropped.most_common())
         return f"{source}: every example was filtered out ({why}); nothing written"
     if options.format == "dpo":
-        return (f"{source}: no preference pairs (accept steering versions, or generate with --samples 2+ so that "
-                "flagged and unflagged samples of the same question exist); nothing written")
+        return (f"{source}: no preference pairs (accept steering versions, generate with --samples 2+ so that "
+                "flagged and unflagged samples of the same question exist, or debate with --select judge:K so "
+                "that challenges are scored); nothing written")
     if source == "steering versions":
         return "no steering versions in the database yet (`reasonry steer ask` makes them); nothing written"
     return f"{source}: no finished results to export; nothing written"
 
 
 def export_dataset(store: Store, out: str | Path, *, run_id: str | None = None, steering: bool = False,
-                   debate_run: str | None = None, options: ExportOptions | None = None) -> dict[str, Any]:
+                   debate_run: str | None = None, options: ExportOptions | None = None,
+                   license: str = "other") -> dict[str, Any]:
     """Write the training data of one source to `out` (atomically) and its dataset card; returns a summary.
 
-    Raises InputError when nothing is left to write.
+    `out` is a data file (.jsonl/.json/.parquet, the card beside it) or a folder (`DIR/`: a dataset folder for
+    `load_dataset(DIR)` and the Hub). Raises InputError when nothing is left to write.
     """
     options = options or ExportOptions()
     validate(options, run_id=run_id, steering=steering, debate_run=debate_run)
-    path = check_export_path(out)
+    folder = check_folder(out) if is_folder_target(out) else None
+    path = check_export_path(out) if folder is None else folder / "data" / "train.jsonl"
     if run_id is not None:
         run_id = store.resolve_run(run_id)
     if debate_run is not None:
@@ -377,13 +407,32 @@ def export_dataset(store: Store, out: str | Path, *, run_id: str | None = None, 
         raise InputError(_no_records_message(options, dropped, source))
     models = Counter(str(r.pop("_model", r.get("model")) or "(unknown)") for r in records)
     columns = list(records[0])
-    write_records(path, columns, records)
     summary = {
-        "out": str(path), "format": options.format, "records": len(records), "dropped": dict(dropped),
+        "out": str(folder or path), "format": options.format, "records": len(records), "dropped": dict(dropped),
         "models": dict(models), "source": source, "run_id": run_id or debate_run, "columns": columns,
-        "filters": _filters(options), "db": str(store.path),
+        "filters": _filters(options), "db": str(store.path), "chat": options.chat,
+        "reasoning_style": options.reasoning_style if options.format in ("messages", "sharegpt") else None,
+        "folder": str(folder) if folder else None,
     }
-    summary["card"] = str(write_card(path, summary, options))
+    made = provenance(store, run_id or debate_run)
+    langs = languages(records)
+    if folder is None:
+        write_records(path, columns, records)
+        card = card_path(path)
+        write_text(card, render_card(path.name, path.name, summary, made, license=license, langs=langs))
+    else:
+        built = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+        shutil.rmtree(built, ignore_errors=True)
+        (built / "data").mkdir(parents=True)
+        try:
+            write_records(built / "data" / path.name, columns, records)
+            write_text(built / "README.md", render_card(folder.name, f"data/{path.name}", summary, made,
+                                                               license=license, langs=langs))
+            swap_folder(built, folder)
+        finally:
+            shutil.rmtree(built, ignore_errors=True)
+        card = folder / "README.md"
+    summary["card"] = str(card)
     return summary
 
 
@@ -403,54 +452,3 @@ def write_records(path: Path, columns: list[str], records: list[dict[str, Any]])
     table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in records])
     atomic_write(path, lambda temp: pq.write_table(table, temp))
     return len(records)
-
-
-# --------------------------------------------------------------------------------------------- dataset card
-
-
-def card_path(data_path: Path) -> Path:
-    """README.md beside the data, unless a README.md not written by reasonry for this file is there."""
-    readme = data_path.parent / "README.md"
-    if not readme.exists():
-        return readme
-    try:
-        head = readme.read_text(encoding="utf-8")[:4000]
-    except (OSError, UnicodeDecodeError):
-        head = ""
-    if CARD_MARK.format(name=data_path.name) in head:
-        return readme
-    return data_path.with_name(f"{data_path.stem}.README.md")
-
-
-def render_card(data_path: Path, summary: dict[str, Any], options: ExportOptions) -> str:
-    from reasonry import __version__
-
-    lines = [
-        "---", "tags:", "- reasonry", "- reasoning", "configs:", "- config_name: default",
-        f"  data_files: {json.dumps(data_path.name)}", "---", CARD_MARK.format(name=data_path.name), "",
-        f"# {data_path.name}", "",
-        f"Fine-tuning data exported by reasonry {__version__} on {time.strftime('%Y-%m-%d %H:%M:%S')}.", "",
-        f"- **records**: {summary['records']}",
-        f"- **format**: `{options.format}`" + (" (chat)" if options.chat else ""),
-        f"- **source**: {summary['source']} (database `{summary['db']}`)",
-        f"- **columns**: {', '.join(f'`{c}`' for c in summary['columns'])}",
-    ]
-    if options.format in ("messages", "sharegpt"):
-        lines.append(f"- **reasoning style**: `{options.reasoning_style}`")
-    filters = summary["filters"]
-    lines.append("- **filters**: " + ("; ".join(f"{k} = {v}" for k, v in filters.items()) if filters else "none"))
-    dropped = summary["dropped"]
-    lines.append("- **dropped**: " + (", ".join(f"{n} ({reason})" for reason, n in sorted(dropped.items()))
-                                      if dropped else "none"))
-    lines += ["", "## Models", "", "| model | records |", "|---|---|"]
-    lines += [f"| {model} | {n} |" for model, n in sorted(summary["models"].items())]
-    lines += ["", "## Use", "", "```", f"reasonry train {data_path.name} --base hf:BASE_MODEL --out ./adapter",
-              "```", ""]
-    return "\n".join(lines)
-
-
-def write_card(data_path: Path, summary: dict[str, Any], options: ExportOptions) -> Path:
-    path = card_path(data_path)
-    text = render_card(data_path, summary, options)
-    write_text(path, text)
-    return path

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-RESPONSE_MARKERS = ("<|response|>", "### Response:")
-REASONING_MARKERS = ("<|reasoning|>", "### Reasoning:")
+from reasonry.prompts.formats import REASONING_MARKERS, RESPONSE_MARKERS, THINK_CLOSE, THINK_OPEN
+
 # A model that keeps going after its answer usually starts a new example with one of these.
 NEXT_EXAMPLE = re.compile(r"<\|system\|>|<\|instruction\|>|^### Instruction:", re.MULTILINE)
-THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
 def cut_text_after_last_token(text: str, token: str) -> str | None:

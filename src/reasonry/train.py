@@ -1,4 +1,4 @@
-"""`train`: LoRA (QLoRA on CUDA) supervised fine-tuning with TRL's SFTTrainer on an exported dataset.
+"""`train`: LoRA (QLoRA on CUDA) fine-tuning with TRL on an exported dataset: SFT, or DPO on preference pairs.
 
 The adapter written to `out` (adapter_config.json, weights, tokenizer) loads back with
 `reasonry generate --model hf:BASE+OUT`. The loss of every logged step goes to `out/loss.jsonl`.
@@ -8,6 +8,10 @@ export), `prompt`/`completion` (loss on the completion only), `messages` (conver
 tokenizer's chat template). `conversations` (ShareGPT) and `instruction`/`output` (alpaca) are converted to
 `messages` and to the alpaca-special text. A `reasoning_content` field of a message is folded into a
 `<think>` block at the start of its content, so that the reasoning is trained whatever the chat template.
+
+Preference pairs (`prompt`/`chosen`/`rejected`, the `export --format dpo` layout, plain text or message lists)
+train with TRL's DPOTrainer (`method="dpo"`, chosen by default for such data); the LoRA adapter is the policy and
+the frozen base is the reference model.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from reasonry.config import parse_model_spec
 from reasonry.errors import ConfigError, EngineError, InputError, ReasonryError, first_line
 from reasonry.io.atomic import write_text
 
-TRAIN_FORMATS = ("text", "prompt-completion", "conversational", "sharegpt", "alpaca")
+TRAIN_FORMATS = ("text", "prompt-completion", "conversational", "sharegpt", "alpaca", "preference")
+METHODS = ("auto", "sft", "dpo")
+PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
 FORMAT_ALIASES = {"alpaca-special": "text", "messages": "conversational"}
 DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -34,6 +40,8 @@ LOSS_LOG = "loss.jsonl"
 @dataclass
 class TrainConfig:
     format: str | None = None
+    method: str = "auto"  # auto: dpo for preference pairs, sft otherwise
+    beta: float = 0.1  # DPO: strength of the pull towards the reference model
     epochs: float = 1.0
     max_steps: int | None = None
     lr: float = 2e-4
@@ -58,6 +66,10 @@ class TrainConfig:
             raise ConfigError(f"--max-steps must be > 0 (got {self.max_steps})")
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"--lora-dropout must be in [0, 1) (got {self.lora_dropout})")
+        if self.method not in METHODS:
+            raise ConfigError(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if not self.beta > 0:
+            raise ConfigError(f"--beta must be > 0 (got {self.beta})")
 
     def modules(self) -> str | list[str]:
         value = self.target_modules.strip()
@@ -96,9 +108,8 @@ def load_records(path: str | Path) -> Any:
 
 def infer_format(columns: list[str], path: str | Path = "data") -> str:
     names = set(columns)
-    if {"prompt", "chosen", "rejected"} <= names:
-        raise InputError(f"{path}: preference pairs (prompt/chosen/rejected) are for DPO, not SFT; export an SFT "
-                         "format (alpaca-special, prompt-completion, conversational)")
+    if set(PREFERENCE_COLUMNS) <= names:
+        return "preference"
     if "text" in names:
         return "text"
     if {"prompt", "completion"} <= names:
@@ -113,6 +124,18 @@ def infer_format(columns: list[str], path: str | Path = "data") -> str:
                      "prompt/completion or messages (or give --format)")
 
 
+def resolve_method(method: str, fmt: str, path: str | Path) -> str:
+    """The training method for data of format `fmt`: DPO needs preference pairs, SFT anything else."""
+    if method == "auto":
+        return "dpo" if fmt == "preference" else "sft"
+    if method == "dpo" and fmt != "preference":
+        raise InputError(f"{path}: --method dpo needs preference pairs (prompt/chosen/rejected, from "
+                         "`reasonry export --format dpo`); this file is {fmt} data for SFT")
+    if method == "sft" and fmt == "preference":
+        raise InputError(f"{path}: preference pairs (prompt/chosen/rejected) train with --method dpo, not sft")
+    return method
+
+
 def resolve_format(requested: str | None, columns: list[str], path: str | Path) -> str:
     if requested is None:
         return infer_format(columns, path)
@@ -120,7 +143,8 @@ def resolve_format(requested: str | None, columns: list[str], path: str | Path) 
     if name not in TRAIN_FORMATS:
         raise ConfigError(f"--format {requested!r}: choose one of {', '.join(TRAIN_FORMATS + tuple(FORMAT_ALIASES))}")
     needed = {"text": ["text"], "prompt-completion": ["prompt", "completion"], "conversational": ["messages"],
-              "sharegpt": ["conversations"], "alpaca": ["instruction", "output"]}[name]
+              "sharegpt": ["conversations"], "alpaca": ["instruction", "output"],
+              "preference": list(PREFERENCE_COLUMNS)}[name]
     missing = [c for c in needed if c not in columns]
     if missing:
         raise InputError(f"{path}: --format {requested} needs column(s) {', '.join(missing)}; "
@@ -156,7 +180,13 @@ def _alpaca_text(record: dict[str, Any]) -> str:
 
 
 def prepare_dataset(dataset: Any, fmt: str) -> tuple[Any, str]:
-    """(dataset with only the columns TRL needs, the TRL format: text / prompt-completion / conversational)."""
+    """(dataset with only the columns TRL needs, the TRL format: text / prompt-completion / conversational /
+    preference)."""
+    if fmt == "preference":
+        pairs = dataset.select_columns(list(PREFERENCE_COLUMNS))
+        if isinstance(pairs[0]["chosen"], list):  # message lists: fold reasoning fields into <think> blocks
+            pairs = pairs.map(lambda r: {k: [_fold(m) for m in r[k]] for k in PREFERENCE_COLUMNS})
+        return pairs, fmt
     if fmt == "text":
         return dataset.select_columns(["text"]), "text"
     if fmt == "prompt-completion":
@@ -231,23 +261,26 @@ def lora_config(config: TrainConfig) -> Any:
                       task_type="CAUSAL_LM")
 
 
-def sft_config(config: TrainConfig, out: Path) -> Any:
+def trainer_config(config: TrainConfig, out: Path, method: str) -> Any:
+    """TRL's SFTConfig or DPOConfig with the same optimisation settings."""
     import torch
-    from trl import SFTConfig
+    from trl import DPOConfig, SFTConfig
 
+    cls = DPOConfig if method == "dpo" else SFTConfig
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
-    fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    fields = {f.name for f in dataclasses.fields(cls)}
     # transformers renamed gradient_checkpointing to activation_checkpointing in 5.2x; accept either.
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-    return SFTConfig(
+    specific = {"beta": config.beta} if method == "dpo" else {"packing": False, "dataset_text_field": "text"}
+    return cls(
         output_dir=str(out), num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
         learning_rate=config.lr, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, seed=config.seed, data_seed=config.seed,
         max_length=config.max_seq_len, logging_steps=config.logging_steps, save_strategy="no", report_to="none",
         use_cpu=not cuda, bf16=bf16, fp16=cuda and not bf16, **{checkpointing: cuda},
-        dataloader_pin_memory=cuda, push_to_hub=False, packing=False, dataset_text_field="text",
-        disable_tqdm=True, lr_scheduler_type="linear", warmup_steps=0,
+        dataloader_pin_memory=cuda, push_to_hub=False, disable_tqdm=True, lr_scheduler_type="linear",
+        warmup_steps=0, **specific,
     )
 
 
@@ -286,25 +319,27 @@ def require_training_packages() -> None:
 
 def train(data: str | Path, base: str, out: str | Path, config: TrainConfig | None = None, *,
           on_log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """LoRA SFT of `base` (hf:MODEL) on the export at `data`; the adapter goes to `out`. Returns a summary."""
+    """LoRA SFT or DPO of `base` (hf:MODEL) on the export at `data`; the adapter goes to `out`. Returns a summary."""
     config = config or TrainConfig()
     config.check()
     require_training_packages()
     name = base_model_name(base)
     dataset = load_records(data)
     fmt = resolve_format(config.format, list(dataset.column_names), data)
+    method = resolve_method(config.method, fmt, data)
     dataset, trl_format = prepare_dataset(dataset, fmt)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: is a file; give a folder for the adapter")
     model, tokenizer = load_base(name, config.load_in_4bit)
-    if trl_format == "conversational" and not tokenizer.chat_template:
+    chat = trl_format == "conversational" or (fmt == "preference" and isinstance(dataset[0]["chosen"], list))
+    if chat and not tokenizer.chat_template:
         raise InputError(f"{data}: chat records need a chat template, and hf:{name} has none; export "
                          "alpaca-special or prompt-completion instead")
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / LOSS_LOG
     log_path.unlink(missing_ok=True)
-    trainer = _trainer(model, tokenizer, dataset, config, out, _loss_callback(log_path, on_log))
+    trainer = _trainer(model, tokenizer, dataset, config, out, method, _loss_callback(log_path, on_log))
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
@@ -312,7 +347,7 @@ def train(data: str | Path, base: str, out: str | Path, config: TrainConfig | No
     tokenizer.save_pretrained(str(out))
     losses = read_losses(log_path)
     summary = {
-        "out": str(out), "base": name, "data": str(data), "format": fmt, "records": len(dataset),
+        "out": str(out), "base": name, "data": str(data), "format": fmt, "method": method, "records": len(dataset),
         "steps": int(result.global_step), "first_loss": losses[0]["loss"] if losses else None,
         "last_loss": losses[-1]["loss"] if losses else None, "train_loss": float(result.training_loss),
         "seconds": round(seconds, 2), "trainable_params": _trainable(trainer.model), "loss_log": str(log_path),
@@ -322,13 +357,15 @@ def train(data: str | Path, base: str, out: str | Path, config: TrainConfig | No
     return summary
 
 
-def _trainer(model: Any, tokenizer: Any, dataset: Any, config: TrainConfig, out: Path, callback: Any) -> Any:
+def _trainer(model: Any, tokenizer: Any, dataset: Any, config: TrainConfig, out: Path, method: str,
+             callback: Any) -> Any:
     from transformers import PrinterCallback
-    from trl import SFTTrainer
+    from trl import DPOTrainer, SFTTrainer
 
+    cls = DPOTrainer if method == "dpo" else SFTTrainer
     try:
-        trainer = SFTTrainer(model=model, args=sft_config(config, out), train_dataset=dataset,
-                             processing_class=tokenizer, peft_config=lora_config(config), callbacks=[callback])
+        trainer = cls(model=model, args=trainer_config(config, out, method), train_dataset=dataset,
+                      processing_class=tokenizer, peft_config=lora_config(config), callbacks=[callback])
     except ReasonryError:
         raise
     except ValueError as exc:  # e.g. target modules absent from the model

@@ -128,10 +128,12 @@ def report_command(
 @app.command("export")
 def export_command(
     run: Annotated[str | None, typer.Argument(metavar="[RUN_ID]", help="A generate run (id, prefix or 'last').")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Data file: .jsonl .json .parquet (a dataset card README.md goes beside it).")] = Path("sft.jsonl"),
+    out: Annotated[str, typer.Option("--out", "-o", help="Data file: .jsonl .json .parquet (a dataset card README.md goes beside it), or a folder DIR/ ready for the Hub: data/train.jsonl + README.md card that datasets.load_dataset(DIR) reads.")] = "sft.jsonl",
+    license: Annotated[str, typer.Option("--license", help="License named in the dataset card's header (e.g. apache-2.0, cc-by-4.0).")] = "other",
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "alpaca-special",
     steering: Annotated[bool, typer.Option("--steering", help="Export the steering versions instead of a run.")] = False,
-    debate: Annotated[str | None, typer.Option("--debate", metavar="RUN_ID", help="Export a debate run's answers.")] = None,
+    debate: Annotated[str | None, typer.Option("--debate", metavar="RUN_ID", help="Export a debate run: party A's answers and party B's question/rebuttal lists (see --kinds).")] = None,
+    kinds: Annotated[str, typer.Option("--kinds", help="--debate: which rows, comma-separated: answers, questions, rebuttals.")] = "answers,questions,rebuttals",
     reasoning_style: Annotated[str, typer.Option("--reasoning-style", help="messages/sharegpt: 'field' (reasoning_content) or 'think' (<think> block in the content).")] = "field",
     chat: Annotated[bool, typer.Option("--chat", help="prompt-completion/dpo: chat message lists instead of alpaca text.")] = False,
     system: Annotated[str | None, typer.Option(help="Chat formats: a system message to put first.")] = None,
@@ -145,9 +147,11 @@ def export_command(
     """Turn a run, the steering versions or a debate into fine-tuning data (SFT formats or DPO pairs)."""
     options = ExportOptions(format=fmt, reasoning_style=reasoning_style, chat=chat, system=system,
                             models=tuple(model or ()), exclude_flags=tuple(exclude_flag or ()),
-                            min_chars=min_chars, accepted_only=accepted_only)
+                            min_chars=min_chars, accepted_only=accepted_only,
+                            kinds=tuple(k.strip() for k in kinds.split(",")))
     store = Store.existing(db)
-    summary = export_dataset(store, out, run_id=run, steering=steering, debate_run=debate, options=options)
+    summary = export_dataset(store, out, run_id=run, steering=steering, debate_run=debate, options=options,
+                             license=license)
     if as_json:
         _print_json(summary)
         return
@@ -170,7 +174,9 @@ def train_command(
     data: Annotated[Path, typer.Argument(metavar="DATA", help="An export: .jsonl .json .parquet.")],
     base: Annotated[str, typer.Option("--base", help="Base model: hf:MODEL (a hub name or a folder).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the LoRA adapter, tokenizer and loss.jsonl.")],
-    fmt: Annotated[str | None, typer.Option("--format", help="text, prompt-completion, conversational, sharegpt, alpaca (default: from the keys).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="text, prompt-completion, conversational, sharegpt, alpaca, preference (default: from the keys).")] = None,
+    method: Annotated[str, typer.Option("--method", help="sft, dpo (preference pairs from `export --format dpo`), or auto: dpo for pairs, sft otherwise.")] = "auto",
+    beta: Annotated[float, typer.Option("--beta", help="DPO: how strongly the adapter stays near the base model.")] = 0.1,
     epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many optimizer steps (overrides --epochs).")] = None,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 2e-4,
@@ -185,8 +191,8 @@ def train_command(
     load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="QLoRA: 4-bit base weights (CUDA + bitsandbytes).")] = False,
     as_json: JsonOut = False,
 ) -> None:
-    """LoRA SFT (QLoRA with --load-in-4bit) on an export; `generate --model hf:BASE+OUT` loads the result."""
-    config = TrainConfig(format=fmt, epochs=epochs, max_steps=max_steps, lr=lr, max_seq_len=max_seq_len,
+    """LoRA SFT or DPO (QLoRA with --load-in-4bit) on an export; `generate --model hf:BASE+OUT` loads the result."""
+    config = TrainConfig(format=fmt, method=method, beta=beta, epochs=epochs, max_steps=max_steps, lr=lr, max_seq_len=max_seq_len,
                          lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                          target_modules=target_modules, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
                          load_in_4bit=load_in_4bit)

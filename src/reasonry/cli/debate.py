@@ -201,7 +201,7 @@ def debate_show(
     topic: Annotated[int | None, typer.Option(help="Show only this topic (0-based row index).")] = None,
 ) -> None:
     """Print a debate run's trees: kind, party, model, score and the start of each node (errors in red)."""
-    store = Store(db)
+    store = Store.existing(db)
     run_id = resolve_debate_run(store, run)
     roots = [root for root in load_tree(store, run_id) if topic is None or root.position == topic]
     stdout.print(render_tree(roots, run_id, chars=chars, depth=rounds))
@@ -211,12 +211,13 @@ def debate_show(
 def debate_export(
     run: Annotated[str, typer.Argument(help="Debate run id, a unique prefix, or 'last'.")],
     db: Db = "reasonry.db", out: Out = None, out_tree: OutTree = None,
+    kinds: Annotated[str, typer.Option("--kinds", help="SFT rows to write, comma-separated: answers (party A), questions and rebuttals (party B's lists).")] = "answers,questions,rebuttals",
 ) -> None:
     """Write a debate run as SFT rows (--out) and/or nested tree JSON (--out-tree)."""
     if out is None and out_tree is None:
         raise InputError("give --out and/or --out-tree")
-    store = Store(db)
+    store = Store.existing(db)
     run_id = resolve_debate_run(store, run)
-    written: dict[str, Any] = export_run(store, run_id, out=out, out_tree=out_tree)
+    written: dict[str, Any] = export_run(store, run_id, out=out, out_tree=out_tree, kinds=kinds.split(","))
     for what, count in written.items():
         console.print(f"{count} {what} written", highlight=False)

@@ -12,6 +12,7 @@ from rich.table import Table
 from reasonry.cli import app
 from reasonry.cli.common import console, stdout
 from reasonry.cli.options import Db, JsonOut
+from reasonry.ledger import LEDGER_COLUMNS, format_cell, parse_prices, with_costs
 from reasonry.store import Store
 
 runs_app = typer.Typer(help="List and inspect runs stored in the database.", invoke_without_command=True,
@@ -44,11 +45,15 @@ def runs_list(ctx: typer.Context, db: Db = "reasonry.db", limit: int = 30, as_js
 
 @runs_app.command("show")
 def runs_show(run: Annotated[str, typer.Argument(help="Run id, a unique prefix, or 'last'.")],
-              db: Db = "reasonry.db", rows: int = 5, as_json: JsonOut = False) -> None:
-    """Show one run: its settings, summary and first rows."""
+              db: Db = "reasonry.db", rows: int = 5, as_json: JsonOut = False,
+              price: Annotated[list[str] | None, typer.Option("--price", metavar="MODEL=IN/OUT", help="USD per 1M prompt/completion tokens for a model label (or *), repeatable: adds the cost to the usage ledger.")] = None,
+              ) -> None:
+    """Show one run: its settings, summary, usage ledger and first rows."""
+    prices = parse_prices(price)
     store = Store.existing(db)
     run_id = store.resolve_run(run)
     data = store.get_run(run_id)
+    data["usage"] = with_costs(store.run_usage(run_id), prices)
     data["config"].pop("template_source", None)
     sample = []
     for record in store.run_records(run_id):
@@ -60,6 +65,11 @@ def runs_show(run: Annotated[str, typer.Argument(help="Run id, a unique prefix, 
         return
     console.print(f"[bold]{run_id}[/] {data['kind']} {data['status']} created {_when(data['created_at'])}")
     stdout.print_json(json.dumps({"config": data["config"], "summary": data["summary"]}, ensure_ascii=False))
+    if data["usage"]:
+        ledger = Table("model", *LEDGER_COLUMNS, title="usage (what this run generated; cached = served from the cache)")
+        for model, counts in data["usage"].items():
+            ledger.add_row(model, *(format_cell(name, counts[name]) for name in LEDGER_COLUMNS))
+        stdout.print(ledger)
     table = Table("id", "model", "question", "reasoning", "response", "error")
     for record in sample:
         table.add_row(*(str(record[k] or "")[:200] for k in ("row_id", "model", "question", "reasoning", "response", "error")))

@@ -112,7 +112,7 @@ def history_command(
     """List steering versions (oldest first) with their timings."""
     from rich.table import Table
 
-    store = Store(db)
+    store = Store.existing(db)
     try:
         versions = history(store, thread, limit)
     finally:
@@ -137,7 +137,7 @@ def accept_command(
     db: Db = "reasonry.db", as_json: JsonOut = False,
 ) -> None:
     """Mark a version as a training example (with its thread's original it forms a preference pair)."""
-    store = Store(db)
+    store = Store.existing(db)
     try:
         version = accept(store, version_id, not undo)
     finally:

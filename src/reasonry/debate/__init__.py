@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -37,6 +36,7 @@ from reasonry.io.readers import Row, open_rows
 from reasonry.io.writers import check_output_path
 from reasonry.store import Store
 from reasonry.tasks.execute import Reporter
+from reasonry.tasks.lifecycle import open_run
 
 __all__ = ["DebateConfig", "Node", "Policy", "expected_nodes", "export_run", "full_tree_size", "load_tree",
            "parse_moves", "parse_policy", "read_topics", "run_debate", "single_topic"]
@@ -85,16 +85,9 @@ def _settings(config: DebateConfig) -> dict[str, Any]:
     return data
 
 
-def _open_run(store: Store, run_id: str, source: str | None, config: DebateConfig,
-              templates: dict[str, str]) -> None:
-    settings = {**_settings(config), "template_sources": templates}
-    with store.transaction() as conn:
-        conn.execute("INSERT OR IGNORE INTO runs (id, kind, created_at, source, config) VALUES (?,?,?,?,?)",
-                     (run_id, "debate", time.time(), source, json.dumps(settings, ensure_ascii=False, default=str)))
-        conn.execute("UPDATE runs SET status='running', finished_at=NULL WHERE id=?", (run_id,))
-    for party in (config.party_a, config.party_b, config.judge_party):
-        if party.name != "judge" or config.policy.name == "judge":
-            store.add_run_model(run_id, party.label, str(party.spec))
+def _models(config: DebateConfig) -> list[tuple[str, str]]:
+    return [(party.label, str(party.spec)) for party in (config.party_a, config.party_b, config.judge_party)
+            if party.name != "judge" or config.policy.name == "judge"]
 
 
 def run_debate(topics: list[Row], config: DebateConfig, *, db: str | Path = "reasonry.db", store: Store | None = None,
@@ -112,21 +105,19 @@ def run_debate(topics: list[Row], config: DebateConfig, *, db: str | Path = "rea
     templates = {name: t.source for name, t in vars(loaded).items()}
     run_id = run_id_for(topics, config, templates)
     debate = Debate(store, run_id, config, templates=loaded, loader=loader, reporter=reporter)
-    _open_run(store, run_id, source, config, templates)
-    store.add_inputs(run_id, topics)
-    status = "failed"
     roots: list[Node] = []
     try:
-        roots = debate.run(topics)
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        summary = _summary(run_id, roots or debate.roots, debate, store.path)
-        store.finish_run(run_id, status, summary)
-        if status != "done" and own_store:
+        with open_run(store, "debate", source=source, config={**_settings(config), "template_sources": templates},
+                      models=_models(config), run_id=run_id) as run:
+            store.add_inputs(run_id, topics)
+            try:
+                roots = debate.run(topics)
+            finally:
+                summary = run.summary = _summary(run_id, roots or debate.roots, debate, store.path)
+    except BaseException:
+        if own_store:
             store.close()
+        raise
     written = export_run(store, run_id, out=out_path, out_tree=tree_path)
     summary.update(output=str(out_path) if out_path else None, tree=str(tree_path) if tree_path else None,
                    exported_rows=written.get("rows"))

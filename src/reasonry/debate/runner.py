@@ -1,4 +1,4 @@
-"""Grow debate trees breadth-first, one round at a time, every model call through `tasks.execute`.
+"""Grow debate trees breadth-first, one round at a time, every model call through `tasks.execute.run_planned`.
 
 Who does what (fixed roles, alternating turns): round 0 — party A answers each topic's question (or the
 given answer is used). Round r = 1..R — party B challenges each answer of round r-1 with `questions`
@@ -25,12 +25,13 @@ from reasonry.config import ModelSpec, SamplingParams
 from reasonry.debate.config import MOVE_KIND, DebateConfig, Party
 from reasonry.debate.parse import Parsed, judge_score, parse_answer, parse_challenges
 from reasonry.debate.tree import Node, NodeWriter
-from reasonry.engines.base import Engine, Request, Result, request_key
+from reasonry.engines.base import Engine, Request, Result
 from reasonry.engines.registry import load_engine
 from reasonry.io.readers import Row
 from reasonry.prompts.library import PromptTemplate, load_template
+from reasonry.requests import PromptTooLarge, build_request, error_request
 from reasonry.store import Store, StoredResult
-from reasonry.tasks.execute import Counts, Planned, Reporter, execute
+from reasonry.tasks.execute import Counts, Planned, Reporter, run_planned
 
 EngineLoader = Callable[..., Engine]
 
@@ -68,6 +69,7 @@ class Job:
     request: Request
     produces: str
     move: str = ""
+    error: str | None = None  # the prompt could not be built (too large): recorded without a model call
 
 
 @dataclass
@@ -125,12 +127,11 @@ class Debate:
                 answer.text, answer.model = topic.reference, "given"
             else:
                 answer.model = party.spec.label
-                prompt = self.templates.answer.render(**self._variables(
-                    party, instruction=topic.question, input=topic.input, kind="question"))
-                jobs.append(self._job(answer, party, prompt, self.templates.answer.produces, "answer"))
+                variables = self._variables(party, instruction=topic.question, input=topic.input, kind="question")
+                jobs.append(self._job(answer, party, self.templates.answer, variables, "answer"))
                 answer.request_key = jobs[-1].request.key
         self.writer.save(itertools.chain(roots, (a for a in answers if a.text)))
-        results = self._execute(party, "round 0 answers", jobs)
+        results = self._run_phase(party, "round 0 answers", jobs)
         for job in jobs:
             self._fill(job.node, parse_answer(results[job.request.key]))
         self.writer.save(job.node for job in jobs)
@@ -145,7 +146,7 @@ class Debate:
         created: list[Node] = []
         while batch := self._reserve(pending, n):
             jobs = [self._challenge_job(party, answer, move) for answer, move in batch]
-            results = self._execute(party, f"round {rnd} challenges", jobs)
+            results = self._run_phase(party, f"round {rnd} challenges", jobs)
             new: list[Node] = []
             for job in jobs:
                 parsed = parse_challenges(results[job.request.key], job.move, n,
@@ -189,7 +190,7 @@ class Debate:
         if policy.k is None:
             return [node for group in groups.values() for node in group]
         if policy.name == "judge":
-            self._judge(rnd, groups, policy.k)
+            self._judge(rnd, groups)
         selected: list[Node] = []
         for parent, group in groups.items():
             if policy.name == "random":
@@ -201,22 +202,19 @@ class Debate:
             selected += [node for i, node in enumerate(group) if i in picked]
         return selected
 
-    def _judge(self, rnd: int, groups: dict[Node, list[Node]], k: int) -> None:
-        """Score the candidates of every answer that has more than K of them and whose tree has room for answers."""
+    def _judge(self, rnd: int, groups: dict[Node, list[Node]]) -> None:
+        """Score every candidate of every answer that has two or more: the scores pick the top K to answer and
+        make preference pairs (best vs worst challenge of the same answer) for `export --debate --format dpo`."""
         party = self.config.judge_party
         params = self.config.params.with_(max_new_tokens=self.config.judge_max_new_tokens)
-        room = {topic: self._room(topic) for topic in self.sizes}
         jobs = []
         for parent, group in groups.items():
-            topic = parent.topic.position
-            if room[topic] > 0 and len(group) > k:
+            if len(group) > 1:
                 for node in group:
-                    prompt = self.templates.judge.render(**self._variables(
-                        party, challenge=node.text, context=parent.text, kind=node.kind,
-                        question=parent.parent.text if parent.parent else ""))
-                    jobs.append(self._job(node, party, prompt, self.templates.judge.produces, "judge", params))
-            room[topic] -= min(k, len(group))
-        results = self._execute(party, f"round {rnd} judge", jobs)
+                    variables = self._variables(party, challenge=node.text, context=parent.text, kind=node.kind,
+                                                question=parent.parent.text if parent.parent else "")
+                    jobs.append(self._job(node, party, self.templates.judge, variables, "judge", params))
+        results = self._run_phase(party, f"round {rnd} judge", jobs)
         for job in jobs:
             job.node.score = judge_score(results[job.request.key])
         self.writer.save(job.node for job in jobs)
@@ -229,12 +227,12 @@ class Debate:
                 continue
             answer = self._child(challenge, "answer", party.name, rnd, 0)
             answer.model = party.spec.label
-            prompt = self.templates.answer.render(**self._variables(
-                party, instruction=challenge.text, input=challenge.parent.text, kind=challenge.kind))  # type: ignore[union-attr]
-            jobs.append(self._job(answer, party, prompt, self.templates.answer.produces, "answer"))
+            variables = self._variables(party, instruction=challenge.text, input=challenge.parent.text,  # type: ignore[union-attr]
+                                        kind=challenge.kind)
+            jobs.append(self._job(answer, party, self.templates.answer, variables, "answer"))
             answer.request_key = jobs[-1].request.key
             challenge.expanded = True
-        results = self._execute(party, f"round {rnd} answers", jobs)
+        results = self._run_phase(party, f"round {rnd} answers", jobs)
         for job in jobs:
             self._fill(job.node, parse_answer(results[job.request.key]))
         self.writer.save(itertools.chain((job.node.parent for job in jobs), (job.node for job in jobs)))  # type: ignore[misc]
@@ -253,10 +251,9 @@ class Debate:
 
     def _challenge_job(self, party: Party, answer: Node, move: str) -> Job:
         template = self.templates.questions if move == "questions" else self.templates.rebuttals
-        prompt = template.render(**self._variables(
-            party, str_output_aff=answer.text, question=answer.parent.text if answer.parent else "",
-            kind=MOVE_KIND[move]))
-        job = self._job(answer, party, prompt, template.produces, move)
+        variables = self._variables(party, str_output_aff=answer.text,
+                                    question=answer.parent.text if answer.parent else "", kind=MOVE_KIND[move])
+        job = self._job(answer, party, template, variables, move)
         job.move = move
         return job
 
@@ -273,22 +270,28 @@ class Debate:
         values["question"] = values["question"] or values["instruction"]
         return values
 
-    def _job(self, node: Node, party: Party, prompt: str, produces: str, what: str,
+    def _job(self, node: Node, party: Party, template: PromptTemplate, variables: dict[str, Any], what: str,
              params: SamplingParams | None = None) -> Job:
+        """The node's request; a prompt over the size cap becomes the node's error, not a crash of the debate."""
         params = params or self.config.params
-        key = request_key(party.spec, prompt, None, None, params, 0)
-        return Job(node, f"{node.path}>{what}", Request(key=key, params=params, prompt=prompt), produces)
+        column, produces = f"{node.path}>{what}", template.produces
+        try:
+            prompt = template.render(**variables)
+            return Job(node, column, build_request(party.spec, params, prompt=prompt, where=node.path), produces)
+        except PromptTooLarge as exc:
+            return Job(node, column, error_request(party.spec, params, f"{self.run_id}:{column}"), produces,
+                       error=str(exc))
 
-    def _execute(self, party: Party, label: str, jobs: list[Job]) -> dict[str, StoredResult | None]:
-        """One execute() call for all of a phase's requests, so the engine batches them."""
+    def _run_phase(self, party: Party, label: str, jobs: list[Job]) -> dict[str, StoredResult | None]:
+        """One run_planned() call for all of a phase's requests, so the engine batches them."""
         if not jobs:
             return {}
-        planned = [Planned(job.node.topic.position, party.label, job.request, job.produces, column=job.column)
-                   for job in jobs]
+        planned = [Planned(job.node.topic.position, party.label, job.request, job.produces, column=job.column,
+                           error=job.error) for job in jobs]
         engine = self._engine(party.spec)
         self.reporter.start(label, len(planned))
         try:
-            counts = execute(self.store, self.run_id, engine, party.spec, planned, refresh=self.config.refresh,
+            counts = run_planned(self.store, self.run_id, engine, party.spec, planned, refresh=self.config.refresh,
                              reporter=self.reporter)
         finally:
             self.reporter.finish()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from reasonry.store import NODE_FIELDS as _FIELDS
 from reasonry.store import Store
 
-KINDS = ("root", "answer", "question", "rebuttal")
 _KIND_LETTER = {"root": "t", "answer": "a", "question": "q", "rebuttal": "r"}
-_FIELDS = ("round", "party", "model", "request_key", "reasoning", "text", "raw_text", "error", "score", "expanded")
 
 
 @dataclass(eq=False)
@@ -70,32 +68,22 @@ class NodeWriter:
         self.run_id = run_id
         self.known: dict[tuple[int | None, str, int], tuple[int, tuple[Any, ...]]] = {}
         self.saved: set[int] = set()
-        rows = store.conn.execute(
-            f"SELECT id, parent_id, kind, position, {', '.join(_FIELDS)} FROM debate_nodes WHERE run_id=?", (run_id,))
-        for row in rows:
+        for row in store.node_rows(run_id):
             self.known[(row["parent_id"], row["kind"], row["position"])] = (
                 row["id"], tuple(row[name] for name in _FIELDS))
 
     def save(self, nodes: Iterable[Node]) -> None:
         """Insert new nodes and update changed ones, parents before children, in one transaction."""
-        with self.store.transaction() as conn:
+        with self.store.transaction():
             for node in nodes:
                 parent_id = node.parent.id if node.parent is not None else None
                 slot = (parent_id, node.kind, node.position)
                 values = node.values()
-                if slot in self.known:
-                    node.id, stored = self.known[slot]
-                    if stored != values:
-                        conn.execute(f"UPDATE debate_nodes SET {', '.join(f'{n}=?' for n in _FIELDS)} WHERE id=?",
-                                     (*values, node.id))
-                else:
-                    conn.execute(
-                        f"INSERT OR IGNORE INTO debate_nodes (run_id, parent_id, kind, position, created_at, "
-                        f"{', '.join(_FIELDS)}) VALUES (?,?,?,?,?,{','.join('?' * len(_FIELDS))})",
-                        (self.run_id, parent_id, node.kind, node.position, time.time(), *values))
-                    node.id = self._find(parent_id, node.kind, node.position)
+                known = self.known.get(slot)
+                changed = values if known is None or known[1] != values else None
+                [node.id] = self.store.save_nodes(self.run_id, [(slot, known[0] if known else None, changed)])
                 self.known[slot] = (node.id, values)
-                self.saved.add(node.id)  # type: ignore[arg-type]
+                self.saved.add(node.id)
 
     def prune(self) -> int:
         """Delete this run's stored nodes that this pass did not save (children first); returns how many.
@@ -103,9 +91,7 @@ class NodeWriter:
         A rerun that retries a failed request can grow a different tree: nodes of the earlier tree that the
         finished pass no longer has would otherwise stay, and the stored tree would exceed --max-nodes.
         """
-        rows = self.store.conn.execute(
-            "SELECT id, parent_id FROM debate_nodes WHERE run_id=?", (self.run_id,)).fetchall()
-        parents = {row["id"]: row["parent_id"] for row in rows}
+        parents = {row["id"]: row["parent_id"] for row in self.store.node_rows(self.run_id)}
         stale = [node_id for node_id in parents if node_id not in self.saved]
         if not stale:
             return 0
@@ -118,22 +104,15 @@ class NodeWriter:
             return level
 
         stale.sort(key=depth, reverse=True)
-        with self.store.transaction() as conn:
-            conn.executemany("DELETE FROM debate_nodes WHERE id=?", [(node_id,) for node_id in stale])
+        self.store.delete_nodes(stale)
         gone = set(stale)
         self.known = {slot: entry for slot, entry in self.known.items() if entry[0] not in gone}
         return len(stale)
 
-    def _find(self, parent_id: int | None, kind: str, position: int) -> int:
-        row = self.store.conn.execute(
-            "SELECT id FROM debate_nodes WHERE run_id=? AND parent_id IS ? AND kind=? AND position=? ORDER BY id LIMIT 1",
-            (self.run_id, parent_id, kind, position)).fetchone()
-        return int(row["id"])
-
 
 def load_tree(store: Store, run_id: str) -> list[Node]:
     """The run's trees as linked Nodes, roots in topic order, children in creation order."""
-    rows = store.conn.execute("SELECT * FROM debate_nodes WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+    rows = store.node_rows(run_id)
     nodes: dict[int, Node] = {}
     roots: list[Node] = []
     for row in rows:

@@ -6,9 +6,8 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from reasonry.config import ModelSpec, SamplingParams
 from reasonry.errors import EngineError
@@ -28,7 +27,6 @@ class Request:
     messages: list[dict[str, str]] | None = None
     prefill: str | None = None
     sample_index: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,6 +40,7 @@ class Result:
     finish_reason: str = "stop"
     latency_s: float = 0.0
     error: str | None = None
+    retries: int = 0  # attempts beyond the first that the engine made (HTTP retries)
 
     @property
     def ok(self) -> bool:

@@ -13,6 +13,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from reasonry.errors import ConfigError, InputError
 from reasonry.prompts.roles import ROLES
+from reasonry.requests import MAX_PROMPT_CHARS, PromptTooLarge
 
 BUILTIN_TEMPLATES: dict[str, tuple[str, str]] = {
     # name: (what the model writes after the prompt, description)
@@ -28,7 +29,25 @@ BUILTIN_TEMPLATES: dict[str, tuple[str, str]] = {
     "judge": ("response", "Debate: score a question/rebuttal 1-10 for depth and novelty"),
 }
 
-ENV = ImmutableSandboxedEnvironment(
+
+
+class _CappedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox (no attribute tricks, `range` capped) that also refuses `*`/`**` results over the prompt cap."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > 1000:
+            raise PromptTooLarge(f"template: exponent {right} is too large")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(count, int) and len(seq) * count > MAX_PROMPT_CHARS:
+                    raise PromptTooLarge(f"template: repeating a text {count:,} times goes over the "
+                                         f"{MAX_PROMPT_CHARS:,}-character prompt limit")
+        return super().call_binop(context, operator, left, right)
+
+
+ENV = _CappedSandbox(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,
@@ -59,12 +78,26 @@ class PromptTemplate:
         return "reasoning" in _variables(self.source) and self.produces == "response"
 
     def render(self, **variables: Any) -> str:
+        """The rendered prompt; PromptTooLarge when it (or any step of it) exceeds MAX_PROMPT_CHARS."""
+        parts: list[str] = []
+        size = 0
         try:
-            return _compiled(self.source).render(**variables)
+            for part in _compiled(self.source).generate(**variables):
+                size += len(part)
+                if size > MAX_PROMPT_CHARS:
+                    raise PromptTooLarge(f"template {self.name}: the rendered prompt exceeds the "
+                                         f"{MAX_PROMPT_CHARS:,}-character limit")
+                parts.append(part)
+        except PromptTooLarge as exc:
+            raise PromptTooLarge(str(exc).replace("template:", f"template {self.name}:", 1)) from None
         except jinja2.UndefinedError as exc:
             raise InputError(f"template {self.name}: {exc.message}; available: {', '.join(sorted(variables))}") from None
         except jinja2.TemplateError as exc:
             raise ConfigError(f"template {self.name}: {exc}") from None
+        except (OverflowError, MemoryError, RecursionError) as exc:
+            raise ConfigError(f"template {self.name}: cannot be rendered ({type(exc).__name__}: "
+                              f"{str(exc)[:200] or 'too large'}); simplify it") from None
+        return "".join(parts)
 
 
 @functools.lru_cache(maxsize=32)

@@ -17,7 +17,7 @@ from typing import Any
 
 from reasonry.errors import ConfigError
 from reasonry.quality import FLAG_NAMES, CheckConfig, Flag, check_one, length_outliers, summarize
-from reasonry.store import Store
+from reasonry.store import RunRecord, Store
 
 CHECK_MARK = "quality_check"
 
@@ -53,10 +53,7 @@ def _convert(name: str, value: Any, default: Any) -> Any:
         raise ConfigError(f"check setting {name}={value!r}: expected a {kind.__name__}") from None
 
 
-def reasoning_of(record: Mapping[str, Any]) -> str | None:
-    """The reasoning of a result: generated, or the one given in the question file (special mode)."""
-    generated = record.get("reasoning")
-    return generated if generated is not None else record.get("given_reasoning")
+reasoning_of = RunRecord.reasoning_of
 
 
 def question_text(record: Mapping[str, Any]) -> str:
@@ -66,13 +63,7 @@ def question_text(record: Mapping[str, Any]) -> str:
 
 
 def _produces(store: Store, keys: Sequence[str]) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for start in range(0, len(keys), 900):
-        chunk = list(keys[start:start + 900])
-        marks = ",".join("?" * len(chunk))
-        rows = store.conn.execute(f"SELECT key, produces FROM requests WHERE key IN ({marks})", chunk)
-        found.update({row["key"]: row["produces"] for row in rows})
-    return found
+    return store.produces_of(keys)
 
 
 def _is_checkable(record: Mapping[str, Any]) -> bool:
@@ -104,39 +95,21 @@ def add_length_flags(checked: Sequence[Checked], config: CheckConfig) -> None:
 
 def save_flags(store: Store, checked: Sequence[Checked]) -> None:
     """Replace the stored flags of every checked key."""
-    keys = [(item.key,) for item in checked]
-    rows = [(item.key, f.name, f.reason, f.span, f.start, f.end) for item in checked for f in item.flags]
-    with store.transaction() as conn:
-        conn.executemany("DELETE FROM flags WHERE key=?", keys)
-        conn.executemany(
-            'INSERT OR REPLACE INTO flags (key, name, reason, span, start, "end") VALUES (?,?,?,?,?,?)', rows)
-        now = time.time()
-        conn.executemany("INSERT OR REPLACE INTO checked (key, at) VALUES (?,?)", [(k, now) for (k,) in keys])
+    store.replace_flags([item.key for item in checked],
+                        [(item.key, f.name, f.reason, f.span, f.start, f.end) for item in checked for f in item.flags])
 
 
 def unchecked_keys(store: Store, keys: Iterable[str]) -> set[str]:
     """Keys the checks have never seen (generated after the last check, or outside a partial one)."""
     keys = list(dict.fromkeys(k for k in keys if k))
-    seen: set[str] = set()
-    for start in range(0, len(keys), 900):
-        chunk = keys[start:start + 900]
-        rows = store.conn.execute(f"SELECT key FROM checked WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-        seen.update(row["key"] for row in rows)
-    return set(keys) - seen
+    return set(keys) - store.checked_keys(keys)
 
 
 def load_flags(store: Store, keys: Iterable[str]) -> dict[str, list[Flag]]:
     """Stored flags by result key (keys without flags are absent)."""
-    keys = list(dict.fromkeys(k for k in keys if k))
     found: dict[str, list[Flag]] = defaultdict(list)
-    for start in range(0, len(keys), 900):
-        chunk = keys[start:start + 900]
-        marks = ",".join("?" * len(chunk))
-        rows = store.conn.execute(
-            f'SELECT key, name, reason, span, start, "end" FROM flags WHERE key IN ({marks}) ORDER BY key, name',
-            chunk)
-        for row in rows:
-            found[row["key"]].append(Flag(row["name"], row["reason"], row["span"], row["start"], row["end"]))
+    for row in store.flag_rows(k for k in keys if k):
+        found[row["key"]].append(Flag(row["name"], row["reason"], row["span"], row["start"], row["end"]))
     return dict(found)
 
 

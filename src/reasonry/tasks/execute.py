@@ -12,7 +12,8 @@ from typing import Any
 from reasonry.config import ModelSpec
 from reasonry.engines.base import Engine, Request, Result
 from reasonry.extract import split_output
-from reasonry.store import Store
+from reasonry.requests import PromptTooLarge, error_request
+from reasonry.store import Store, Usage
 
 CHUNK = 512
 FLUSH_SECONDS = 0.25
@@ -30,6 +31,22 @@ class Planned:
     column: str = ""
     error: str | None = None  # set when the row cannot become a prompt; recorded without calling the model
     row: Any = None  # the input row, stored with the run when given
+
+
+def planned_or_error(row_index: int, model: str, build: Callable[[], Request], *, spec: ModelSpec, params: Any,
+                     tag: str, where: str, produces: str = "reasoning", column: str = "", sample_index: int = 0,
+                     row: Any = None) -> Planned:
+    """The planned request `build()` makes; a row whose prompt is too large becomes that row's error instead.
+
+    `tag` makes the error placeholder's key unique; `where` ("row 3") starts the error message.
+    """
+    try:
+        request = build()
+    except PromptTooLarge as exc:
+        message = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
+        return Planned(row_index, model, error_request(spec, params, tag, sample_index), produces, column,
+                       error=message, row=row)
+    return Planned(row_index, model, request, produces, column, row=row)
 
 
 @dataclass
@@ -89,13 +106,14 @@ def parse_result(result: Result, produces: str) -> dict:
     }
 
 
-def execute(store: Store, run_id: str, engine: Engine, spec: ModelSpec, planned: Iterable[Planned], *,
+def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, planned: Iterable[Planned], *,
             refresh: bool = False, reporter: Reporter | None = None,
             on_chunk: Callable[[list[Planned]], None] | None = None) -> Counts:
     """Register every planned request with the run, generate those without a stored result, store results."""
     reporter = reporter or Reporter()
     counts = Counts()
     produces_of: dict[str, str] = {}
+    label_of: dict[str, str] = {}
     started = time.perf_counter()
 
     def pending() -> Iterator[Request]:
@@ -116,20 +134,40 @@ def execute(store: Store, run_id: str, engine: Engine, spec: ModelSpec, planned:
                 key = item.request.key
                 if item.error is not None:
                     rejected.append(Result(key=key, error=item.error, finish_reason="error"))
+                    refused.add(key)
+                    label_of[key] = item.model
                     fresh += 1
                     continue
                 if key in done or key in produces_of or key in unflushed:  # stored, in flight, or just finished
                     continue
                 produces_of[key] = item.produces
+                label_of[key] = item.model
                 fresh += 1
                 yield item.request
             counts.cached += len(chunk) - fresh
             reporter.cached(len(chunk) - fresh)
+            if len(chunk) > fresh:
+                store.add_usage(run_id, chunk[0].model, Usage(cached=len(chunk) - fresh))
 
     buffer: list[dict] = []
+    usage: dict[str, Usage] = {}
     unflushed: set[str] = set()  # finished keys not yet visible to done_keys
     rejected: list[Result] = []
+    refused: set[str] = set()  # rows that never became a request (their error is recorded without a call)
     last_flush = time.monotonic()
+
+    def flush() -> None:
+        nonlocal buffer, usage, last_flush
+        now = time.monotonic()
+        sent = sum(u.requests for u in usage.values()) or 1
+        with store.transaction():  # results and the ledger together: a kill never counts a result twice
+            store.put_results(buffer)
+            for label, entry in usage.items():
+                entry.engine_seconds = (now - last_flush) * entry.requests / sent
+                store.add_usage(run_id, label, entry)
+        buffer, usage, last_flush = [], {}, now
+        unflushed.clear()
+
     try:
         for result in _with_rejected(engine.generate(pending()), rejected):
             produces = produces_of.pop(result.key, "reasoning")
@@ -137,16 +175,25 @@ def execute(store: Store, run_id: str, engine: Engine, spec: ModelSpec, planned:
             if result.error is None:
                 unflushed.add(result.key)
             _count(counts, result)
+            _ledger(usage.setdefault(label_of.pop(result.key, spec.label), Usage()), result,
+                    sent=result.key not in refused)
             reporter.result(result)
             if len(buffer) >= FLUSH_ITEMS or time.monotonic() - last_flush > FLUSH_SECONDS:
-                store.put_results(buffer)
-                buffer, last_flush = [], time.monotonic()
-                unflushed.clear()
+                flush()
     finally:
         if buffer:
-            store.put_results(buffer)
+            flush()
         counts.seconds = time.perf_counter() - started
     return counts
+
+
+def _ledger(usage: Usage, result: Result, *, sent: bool) -> None:
+    """Add one result to the ledger (rows refused before the call count as failures only)."""
+    usage.requests += sent
+    usage.failures += result.error is not None
+    usage.retries += result.retries
+    usage.prompt_tokens += result.prompt_tokens
+    usage.completion_tokens += result.completion_tokens
 
 
 def _with_rejected(results: Iterator[Result], rejected: list[Result]) -> Iterator[Result]:

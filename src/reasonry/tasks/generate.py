@@ -8,17 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from reasonry.config import ModelSpec, SamplingParams, parse_model_spec
-from reasonry.engines.base import Engine, Request, request_key
+from reasonry.engines.base import Engine, Request
 from reasonry.engines.registry import load_engine
 from reasonry.errors import ConfigError, InputError
 from reasonry.io.readers import Row, RowSource, open_rows
 from reasonry.io.writers import check_output_path
+from reasonry.prompts.formats import think_prefill, user_content
 from reasonry.prompts.library import PromptTemplate, load_template, role_text
+from reasonry.requests import PromptTooLarge, build_request, error_request
 from reasonry.store import Store
-from reasonry.tasks.execute import Counts, Planned, Reporter, execute, summarize
+from reasonry.tasks.execute import Counts, Planned, Reporter, run_planned, summarize
+from reasonry.tasks.lifecycle import open_run
 from reasonry.tasks.output import write_run_output
 
-THINK_PREFILL = "<think>\n{reasoning}\n</think>\n\n"
+
+class EmptyReasoning(InputError):
+    """A row without the reasoning its template needs."""
 
 
 @dataclass
@@ -64,35 +69,31 @@ class Prompter:
         return self.template.needs_reasoning
 
     def build(self, row: Row, spec: ModelSpec, engine: Engine, sample: int) -> tuple[Request, str | None]:
+        """The row's request and, when the row cannot become a prompt, the one-line reason (no model call)."""
         params = self.config.params
-        error = None
-        prompt = messages = prefill = None
-        if self.needs_reasoning() and not row.reasoning:
-            error = (f"{self.source_name} row {row.index + 1}: template {self.template.name} needs a reasoning "
-                     "but the reasoning cell is empty")
-        elif self.config.chat:
-            messages, prefill = self._messages(row)
-            prompt = engine.render_chat(messages, prefill)
-            if prompt is not None:  # rendered locally: the prompt text is the request
-                messages = None
-        else:
+        where = f"{self.source_name} row {row.index + 1}"
+        try:
+            if self.needs_reasoning() and not row.reasoning:
+                raise EmptyReasoning(f"{where}: template {self.template.name} needs a reasoning but the reasoning cell "
+                                 "is empty")
+            if self.config.chat:
+                messages, prefill = self._messages(row)
+                return build_request(spec, params, messages=messages, prefill=prefill, sample_index=sample,
+                                     engine=engine, where=where), None
             prompt = self.template.render(**self.variables(row))
-        key = request_key(spec, prompt, messages, prefill, params, sample)
-        if error:
-            key = request_key(spec, f"error:{error}", None, None, params, sample)
-        request = Request(key=key, params=params, prompt=prompt, messages=messages, prefill=prefill,
-                          sample_index=sample)
-        return request, error
+            return build_request(spec, params, prompt=prompt, sample_index=sample, where=where), None
+        except (PromptTooLarge, EmptyReasoning) as exc:
+            message = str(exc) if str(exc).startswith(where) else f"{where}: {exc}"
+            return error_request(spec, params, message, sample), message
 
     def _messages(self, row: Row) -> tuple[list[dict[str, str]], str | None]:
         messages = []
         if self.config.role or self.config.system:
             messages.append({"role": "system", "content": role_text(self.config.role, self.config.system)})
-        content = row.question + (f"\n\n{row.input}" if row.input else "")
-        messages.append({"role": "user", "content": content})
+        messages.append({"role": "user", "content": user_content(row.question, row.input)})
         prefill = None
         if self.needs_reasoning() and row.reasoning:
-            prefill = THINK_PREFILL.format(reasoning=row.reasoning)
+            prefill = think_prefill(row.reasoning)
         return messages, prefill
 
     @property
@@ -154,33 +155,32 @@ def generate(
                                                                  source.reasoning_col, source.reference_col}],
         "translations": [],
     }
-    run_id = store.create_run("generate", source=str(source.path), config=run_config,
-                              models=[(label, str(spec)) for label, spec in zip(labels, specs, strict=True)])
     prompter = Prompter(template, config, source.path.name)
     total = Counts()
     rows = 0
-    status = "failed"
     try:
-        for index, (spec, label) in enumerate(zip(specs, labels, strict=True)):
-            with open_engine(spec, config) as engine:
-                if reporter:
-                    reporter.start(label, source.total * config.samples if source.total is not None else None)
-                planned = plan(source, prompter, label, engine, config.samples)
-                counts = execute(store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter,
-                                 on_chunk=(lambda chunk: _store_inputs(store, run_id, chunk)) if index == 0 else None)
-                rows = rows or counts.requests // config.samples
-                total.add(counts)
-                if reporter:
-                    reporter.finish()
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        summary = summarize(run_id, total, rows, out_path, store.path)
-        store.finish_run(run_id, status, summary)
-        if status != "done" and own_store:
+        with open_run(store, "generate", source=str(source.path), config=run_config,
+                      models=[(label, str(spec)) for label, spec in zip(labels, specs, strict=True)]) as run:
+            run_id = run.run_id
+            try:
+                for index, (spec, label) in enumerate(zip(specs, labels, strict=True)):
+                    with open_engine(spec, config) as engine:
+                        if reporter:
+                            reporter.start(label, source.total * config.samples if source.total is not None else None)
+                        planned = plan(source, prompter, label, engine, config.samples)
+                        counts = run_planned(
+                            store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter,
+                            on_chunk=(lambda chunk: _store_inputs(store, run_id, chunk)) if index == 0 else None)
+                        rows = rows or counts.requests // config.samples
+                        total.add(counts)
+                        if reporter:
+                            reporter.finish()
+            finally:
+                summary = run.summary = summarize(run_id, total, rows, out_path, store.path)
+    except BaseException:
+        if own_store:
             store.close()
+        raise
     if out_path is not None:
         write_run_output(store, run_id, out_path)
     if own_store:

@@ -24,15 +24,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from reasonry.config import SamplingParams
-from reasonry.engines.base import Engine, Request, Result, request_key
+from reasonry.engines.base import Engine, Request, Result
 from reasonry.errors import ConfigError, InputError
 from reasonry.extract import split_output
+from reasonry.prompts.formats import think_prefill, user_content
 from reasonry.prompts.library import load_template
+from reasonry.requests import build_request
 from reasonry.store import Store
 
 MODES = ("reasoning", "special", "vanilla")
 TEMPLATES = {"reasoning": "alpaca-reasoning", "special": "alpaca-special", "vanilla": "alpaca-vanilla"}
-THINK_PREFILL = "<think>\n{reasoning}\n</think>\n\n"
 
 VERSION_COLUMNS = (
     "id", "thread", "parent_id", "created_at", "model", "mode", "question", "input", "reasoning", "response",
@@ -86,8 +87,8 @@ def build_prompt(mode: str, question: str, input_text: str = "", reasoning: str 
     if mode == "special" and not (reasoning or "").strip():
         raise InputError("mode special needs a reasoning (--reasoning TEXT or @file.txt)")
     if chat:
-        content = question + (f"\n\n{input_text}" if input_text else "")
-        prefill = THINK_PREFILL.format(reasoning=reasoning) if mode == "special" else None
+        content = user_content(question, input_text)
+        prefill = think_prefill(reasoning or "") if mode == "special" else None
         return None, [{"role": "user", "content": content}], prefill
     variables = {"instruction": question, "input": input_text}
     if mode == "special":
@@ -133,13 +134,8 @@ class Steerer:
                 params: SamplingParams | None = None) -> Request:
         label, engine = self.engine(model)
         prompt, messages, prefill = build_prompt(mode, question, input_text, reasoning, chat=self.uses_chat(label))
-        if messages is not None:
-            rendered = engine.render_chat(messages, prefill)
-            if rendered is not None:
-                prompt, messages, prefill = rendered, None, None
-        params = params or self.params
-        key = request_key(engine.spec, prompt, messages, prefill, params, 0)
-        return Request(key=key, params=params, prompt=prompt, messages=messages, prefill=prefill)
+        return build_request(engine.spec, params or self.params, prompt=prompt, messages=messages, prefill=prefill,
+                             engine=engine)
 
     def stream(self, model: str | None, question: str, input_text: str = "", *, mode: str = "reasoning",
                reasoning: str | None = None, params: SamplingParams | None = None, thread: str | None = None,
@@ -167,8 +163,8 @@ class Steerer:
             raise InputError(f"model {label}: generation failed ({result.error if result else 'no result'})")
         parsed_reasoning, response = parse_text(mode, result.text, reasoning)
         edited = mode == "special" and (parent_version is None or reasoning != parent_version.reasoning)
-        yield self.record(
-            thread=thread or new_thread_id(), parent_id=parent, model=label, mode=mode, question=question,
+        yield record_version(
+            self.store, thread=thread or new_thread_id(), parent_id=parent, model=label, mode=mode, question=question,
             input_text=input_text, reasoning=parsed_reasoning, response=response,
             raw_text=result.raw_text or result.text,
             params={**request.params.to_dict(), "chat": self.uses_chat(label), "key": request.key},
@@ -184,14 +180,8 @@ class Steerer:
         assert version is not None
         return version
 
-    def record(self, **fields: Any) -> Version:
-        return record_version(self.store, **fields)
-
     def get(self, version_id: int) -> Version:
         return get_version(self.store, version_id)
-
-    def history(self, thread: str | None = None, limit: int = 200) -> list[Version]:
-        return history(self.store, thread, limit)
 
     def accept(self, version_id: int, accepted: bool = True) -> Version:
         return accept(self.store, version_id, accepted)
@@ -202,21 +192,15 @@ def record_version(store: Store, *, thread: str, parent_id: int | None, model: s
                    params: Mapping[str, Any], seconds: float | None, prompt_tokens: int | None = None,
                    completion_tokens: int | None = None, edited: bool = False, note: str | None = None) -> Version:
     """Store a version (generated here or elsewhere) and return it."""
-    with store.transaction() as conn:
-        cursor = conn.execute(
-            "INSERT INTO steer_versions (thread, parent_id, created_at, model, mode, question, input, reasoning,"
-            " response, raw_text, params, seconds, prompt_tokens, completion_tokens, edited, note)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (thread, parent_id, time.time(), model, mode, question, input_text, reasoning, response, raw_text,
-             json.dumps(dict(params), ensure_ascii=False), round(seconds, 4) if seconds is not None else None,
-             prompt_tokens, completion_tokens, int(edited), note))
-        version_id = cursor.lastrowid
-    assert version_id is not None
+    version_id = store.add_version(
+        thread=thread, parent_id=parent_id, model=model, mode=mode, question=question, input_text=input_text,
+        reasoning=reasoning, response=response, raw_text=raw_text, params=params, seconds=seconds,
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, edited=edited, note=note)
     return get_version(store, version_id)
 
 
 def get_version(store: Store, version_id: int) -> Version:
-    row = store.conn.execute("SELECT * FROM steer_versions WHERE id=?", (version_id,)).fetchone()
+    row = store.version_row(version_id)
     if row is None:
         raise InputError(f"steering version {version_id} not found in {store.path}; `reasonry steer history` lists them")
     return Version.from_row(row)
@@ -224,32 +208,18 @@ def get_version(store: Store, version_id: int) -> Version:
 
 def history(store: Store, thread: str | None = None, limit: int = 200) -> list[Version]:
     """Versions of one thread, oldest first; without a thread, the latest `limit` versions of all threads."""
-    if thread:
-        rows = store.conn.execute("SELECT * FROM steer_versions WHERE thread=? ORDER BY id", (thread,)).fetchall()
-    else:
-        rows = store.conn.execute("SELECT * FROM (SELECT * FROM steer_versions ORDER BY id DESC LIMIT ?) ORDER BY id",
-                                  (limit,)).fetchall()
-    return [Version.from_row(r) for r in rows]
+    return [Version.from_row(r) for r in store.version_rows(thread=thread, limit=limit)]
 
 
 def threads(store: Store, limit: int = 100) -> list[dict[str, Any]]:
     """Threads, most recently changed first: id, first question, number of versions, accepted count."""
-    rows = store.conn.execute(
-        "SELECT thread, MIN(id) AS first_id, MAX(created_at) AS updated_at, COUNT(*) AS versions,"
-        " SUM(accepted) AS accepted FROM steer_versions GROUP BY thread ORDER BY updated_at DESC LIMIT ?",
-        (limit,)).fetchall()
-    out = []
-    for row in rows:
-        first = store.conn.execute("SELECT question FROM steer_versions WHERE id=?", (row["first_id"],)).fetchone()
-        out.append({**dict(row), "question": first["question"]})
-    return out
+    return store.thread_rows(limit)
 
 
 def accept(store: Store, version_id: int, accepted: bool = True) -> Version:
     """Mark a version as a training example (or unmark it)."""
     get_version(store, version_id)
-    with store.transaction() as conn:
-        conn.execute("UPDATE steer_versions SET accepted=? WHERE id=?", (int(accepted), version_id))
+    store.set_accepted(version_id, accepted)
     return get_version(store, version_id)
 
 
@@ -273,9 +243,7 @@ def original_of(store: Store, version: Version) -> Version | None:
     versions = chain(store, version)
     if versions[0].id != version.id and versions[0].response:
         return versions[0]
-    row = store.conn.execute("SELECT * FROM steer_versions WHERE thread=? AND model=? AND mode='vanilla' AND id<>?"
-                             " AND response IS NOT NULL AND response<>'' ORDER BY id LIMIT 1",
-                             (version.thread, version.model, version.id)).fetchone()
+    row = store.first_vanilla_row(version.thread, version.model, version.id)
     if row is not None:
         return Version.from_row(row)
     return next((v for v in versions[:-1] if v.response), None)
@@ -284,7 +252,7 @@ def original_of(store: Store, version: Version) -> Version | None:
 def preference_pairs(store: Store) -> list[dict[str, Any]]:
     """One DPO pair per accepted version: chosen = the accepted version, rejected = the original it was
     steered from (see `original_of`). Pairs whose responses are identical or missing are skipped."""
-    rows = store.conn.execute("SELECT * FROM steer_versions WHERE accepted=1 ORDER BY id").fetchall()
+    rows = store.version_rows(accepted_only=True)
     pairs = []
     for row in rows:
         chosen = Version.from_row(row)
@@ -293,7 +261,7 @@ def preference_pairs(store: Store) -> list[dict[str, Any]]:
             continue
         if chosen.response.strip() == rejected.response.strip():
             continue
-        prompt = chosen.question + (f"\n\n{chosen.input}" if chosen.input else "")
+        prompt = user_content(chosen.question, chosen.input)
         pairs.append({
             "prompt": prompt, "chosen": chosen.response, "rejected": rejected.response,
             "question": chosen.question, "input": chosen.input,

@@ -12,26 +12,24 @@ from pathlib import Path
 from typing import Any
 
 from reasonry.config import ModelSpec
-from reasonry.engines.base import Engine
+from reasonry.engines.base import Engine, Request
 from reasonry.engines.registry import load_engine
 from reasonry.errors import InputError
 from reasonry.io.writers import check_output_path
 from reasonry.prompts.library import PromptTemplate
 from reasonry.prompts.roles import ROLES
-from reasonry.store import Store
-from reasonry.tasks.ensemble import (
+from reasonry.requests import error_request
+from reasonry.store import RunRecord, Store
+from reasonry.tasks.execute import Counts, Planned, Reporter, planned_or_error, run_planned, summarize
+from reasonry.tasks.followup import (
     FollowUpConfig,
-    build_request,
     check_has_results,
-    count_requests,
-    count_rows,
-    error_request,
     grouped_records,
     load_task_template,
-    open_existing_store,
     parse_spec,
+    prompt_request,
 )
-from reasonry.tasks.execute import Planned, Reporter, execute, summarize
+from reasonry.tasks.lifecycle import open_run
 from reasonry.tasks.output import write_run_output
 
 FIELDS = ("reasoning", "response")
@@ -54,7 +52,7 @@ def language_of(to: str) -> tuple[str, str]:
 
 def source_text(record: dict[str, Any], field: str) -> str:
     if field == "reasoning":
-        text = record["reasoning"] if record["reasoning"] is not None else record["given_reasoning"]
+        text = RunRecord.reasoning_of(record)
     else:
         text = record["response"]
     return (text or "").strip()
@@ -68,16 +66,21 @@ def plan_translations(rows: Iterable[list[dict[str, Any]]], template: PromptTemp
         for record in records:
             row_index, model, sample = record["row_index"], record["model"], record["sample_index"]
             text = source_text(record, field)
+            where = f"{run_id}:{row_index}:{model}:{sample}:{column}"
             if not text:
-                where = f"{run_id}:{row_index}:{model}:{sample}:{column}"
                 yield Planned(row_index, model, error_request(spec, config.params, where, sample), "response",
                               column=column,
                               error=f"row {record['row_id']}: {model} has no {field} to translate")
                 continue
-            prompt = template.render(system=system, text=text, language=language, field=field,
-                                     question=record["question"], input=record["input"])
-            request = build_request(spec, engine, prompt, config.params, config.chat, sample)
-            yield Planned(row_index, model, request, produces="response", column=column)
+
+            def build(record: dict[str, Any] = record, text: str = text, sample: int = sample) -> Request:
+                prompt = template.render(system=system, text=text, language=language, field=field,
+                                         question=record["question"], input=record["input"])
+                return prompt_request(engine, prompt, config.params, config.chat, sample,
+                                      where=f"row {record['row_id']}")
+
+            yield planned_or_error(row_index, model, build, spec=spec, params=config.params, tag=where,
+                                   where=f"row {record['row_id']}", produces="response", column=column, sample_index=sample)
 
 
 def translate(run: str, to: str, model: str | ModelSpec, *, field: str = "reasoning", template: str = "translate",
@@ -96,7 +99,7 @@ def translate(run: str, to: str, model: str | ModelSpec, *, field: str = "reason
     prompt_template = load_task_template(template, "response")
     out_path = check_output_path(out) if out is not None else None
     own_store = store is None
-    store = store or open_existing_store(db)
+    store = store or Store.existing(db)
     try:
         run_id = store.resolve_run(run)
         info = store.get_run(run_id)
@@ -105,18 +108,23 @@ def translate(run: str, to: str, model: str | ModelSpec, *, field: str = "reason
         translations = list(info["config"].get("translations", []))
         if column not in translations:
             store.update_run_config(run_id, translations=[*translations, column])
-        with load_engine(spec, chat=config.chat, **config.engine_options) as engine:
+        rows = store.count_inputs(run_id)
+        counts = Counts()
+        with open_run(store, "translate", on=run_id) as run, \
+                load_engine(spec, chat=config.chat, **config.engine_options) as engine:
             if reporter:
-                reporter.start(f"{column} ({spec.label})", count_requests(store, run_id, labels))
+                reporter.start(f"{column} ({spec.label})", store.count_requests(run_id, labels))
             planned = plan_translations(grouped_records(store.path, run_id, labels), prompt_template, spec,
                                         engine, config, field, column, language, run_id)
-            counts = execute(store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter)
+            try:
+                counts = run_planned(store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter)
+            finally:
+                run.summary = summarize(run_id, counts, rows, out_path, store.path, column=column, language=language)
             if reporter:
                 reporter.finish()
         if out_path is not None:
             write_run_output(store, run_id, out_path)
-        rows = count_rows(store, run_id)
-        return summarize(run_id, counts, rows, out_path, store.path, column=column, language=language)
+        return run.summary
     finally:
         if own_store:
             store.close()

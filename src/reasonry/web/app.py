@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
-
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -17,16 +14,12 @@ from reasonry.web.security import Guard
 MAX_BODY = 1 << 20
 
 
-def web_dir(name: str) -> Path:
-    return Path(str(resources.files("reasonry.web").joinpath(name)))
-
-
 def create_app(steerer: Steerer, *, token: str | None = None, max_body: int = MAX_BODY) -> Guard:
     """The ASGI app: FastAPI wrapped in the Guard (token, same-origin writes, body limit, CSP)."""
     app = FastAPI(title="reasonry", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.steerer = steerer
     app.state.store = steerer.store
-    app.mount("/static", StaticFiles(directory=web_dir("static")), name="static")
+    app.mount("/static", StaticFiles(directory=pages.web_dir("static")), name="static")
     app.include_router(pages.router)
     app.include_router(steer_api.router)
     app.include_router(openai_api.router)

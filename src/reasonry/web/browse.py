@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from reasonry.store import Store
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def list_runs(store: Store, page: int, per_page: int = 25, kind: str | None = None) -> tuple[list[dict], int]:
-    where, args = ("WHERE kind=?", [kind]) if kind else ("", [])
-    total = store.conn.execute(f"SELECT COUNT(*) FROM runs {where}", args).fetchone()[0]
-    rows = store.conn.execute(f"SELECT * FROM runs {where} ORDER BY created_at DESC LIMIT ? OFFSET ?",
-                              [*args, per_page, (page - 1) * per_page]).fetchall()
-    runs = []
-    for row in rows:
-        data = dict(row)
-        data["summary"] = json.loads(data["summary"] or "{}")
-        data["models"] = store.run_models(data["id"])
-        data["rows"] = store.conn.execute("SELECT COUNT(*) FROM run_inputs WHERE run_id=?", (data["id"],)).fetchone()[0]
-        runs.append(data)
-    return runs, total
+    runs = store.list_runs(per_page, offset=(page - 1) * per_page, kind=kind)
+    for data in runs:
+        data["rows"] = store.count_inputs(data["id"])
+    return runs, store.count_runs(kind)
 
 
 @dataclass
@@ -42,36 +29,14 @@ def run_rows(store: Store, run_id: str, *, models: list[str] | None, text: str, 
     run = store.get_run(run_id)
     all_models = [m["label"] for m in run["models"]]
     shown = [m for m in all_models if not models or m in models]
-    marks = ",".join("?" * len(shown)) or "NULL"
-    where = "i.run_id=?"
-    args: list[Any] = [run_id]
-    if text:
-        pattern = _like(text)
-        where += (" AND (i.question LIKE ? ESCAPE '\\' OR i.input LIKE ? ESCAPE '\\' OR EXISTS ("
-                  "SELECT 1 FROM run_requests q JOIN results r ON r.key=q.request_key WHERE q.run_id=i.run_id"
-                  f" AND q.row_index=i.row_index AND q.model IN ({marks}) AND (r.text LIKE ? ESCAPE '\\'"
-                  " OR r.reasoning LIKE ? ESCAPE '\\' OR r.response LIKE ? ESCAPE '\\')))")
-        args += [pattern, pattern, *shown, pattern, pattern, pattern]
-    total = store.conn.execute(f"SELECT COUNT(*) FROM run_inputs i WHERE {where}", args).fetchone()[0]
-    inputs = store.conn.execute(f"SELECT * FROM run_inputs i WHERE {where} ORDER BY i.row_index LIMIT ? OFFSET ?",
-                                [*args, per_page, (page - 1) * per_page]).fetchall()
+    inputs, total = store.input_page(run_id, shown, text, per_page, (page - 1) * per_page)
     result = RunPage(run=run, models=shown, total=total)
     if not inputs:
         return result
-    indexes = [r["row_index"] for r in inputs]
-    cells = store.conn.execute(
-        "SELECT q.row_index, q.model, q.sample_index, q.request_key, r.reasoning, r.response, r.text, r.error,"
-        " r.finish_reason, r.latency_s, r.completion_tokens FROM run_requests q"
-        " LEFT JOIN results r ON r.key=q.request_key"
-        f" WHERE q.run_id=? AND q.column='' AND q.row_index IN ({','.join('?' * len(indexes))})"
-        f" AND q.model IN ({marks}) ORDER BY q.row_index, q.sample_index",
-        [run_id, *indexes, *shown]).fetchall()
-    keys = list({c["request_key"] for c in cells})
+    cells = store.result_cells(run_id, [r["row_index"] for r in inputs], shown)
     flags: dict[str, list[dict[str, Any]]] = {}
-    if keys:
-        for flag in store.conn.execute(f"SELECT key, name, reason FROM flags WHERE key IN ({','.join('?' * len(keys))})",
-                                       keys):
-            flags.setdefault(flag["key"], []).append(dict(flag))
+    for flag in store.flag_rows(c["request_key"] for c in cells):
+        flags.setdefault(flag["key"], []).append({k: flag[k] for k in ("key", "name", "reason")})
     by_row: dict[int, dict[str, list[dict[str, Any]]]] = {}
     for cell in cells:
         data = dict(cell)
@@ -85,19 +50,12 @@ def run_rows(store: Store, run_id: str, *, models: list[str] | None, text: str, 
 
 
 def list_debates(store: Store) -> list[dict[str, Any]]:
-    rows = store.conn.execute(
-        "SELECT d.run_id, COUNT(*) AS nodes, MAX(d.round) AS rounds, MIN(d.created_at) AS created_at,"
-        " SUM(d.error IS NOT NULL) AS errors, r.status, r.source FROM debate_nodes d"
-        " LEFT JOIN runs r ON r.id=d.run_id GROUP BY d.run_id ORDER BY created_at DESC LIMIT 500").fetchall()
-    return [dict(r) for r in rows]
+    return store.list_debates()
 
 
 def debate_tree(store: Store, run_id: str, limit: int = 5000) -> tuple[list[dict[str, Any]], int]:
     """Root nodes with nested `children`, and the number of nodes."""
-    rows = store.conn.execute(
-        "SELECT id, parent_id, round, kind, party, model, position, reasoning, text, error, score"
-        " FROM debate_nodes WHERE run_id=? ORDER BY round, position, id LIMIT ?", (run_id, limit)).fetchall()
-    nodes = {r["id"]: {**dict(r), "children": []} for r in rows}
+    nodes = {r["id"]: {**r, "children": []} for r in store.debate_page_nodes(run_id, limit)}
     roots = []
     for node in nodes.values():
         parent = nodes.get(node["parent_id"]) if node["parent_id"] is not None else None

@@ -19,11 +19,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from reasonry.config import SamplingParams
-from reasonry.engines.base import Engine, Result, request_key
+from reasonry.engines.base import Engine, Result
 from reasonry.engines.base import Request as EngineRequest
 from reasonry.errors import ConfigError, InputError, ReasonryError
 from reasonry.extract import split_output
-from reasonry.tasks.steer import MODES, THINK_PREFILL, Steerer, build_prompt, parse_text
+from reasonry.prompts.formats import RESPONSE_MARKERS, THINK_CLOSE, think_prefill
+from reasonry.requests import build_request
+from reasonry.tasks.steer import Steerer, build_prompt, parse_text
+from reasonry.web.bodies import ChatBody, CompletionBody, OpenAIBody, read_body
 from reasonry.web.steer_api import json_body, params_from, public_message, steerer_of, stream_error
 
 router = APIRouter(prefix="/v1")
@@ -37,73 +40,27 @@ def _error(message: str, status: int = 400) -> JSONResponse:
                         status_code=status)
 
 
-# OpenAI body fields -> the /api sampling parameters; max_completion_tokens (the newer name) wins over max_tokens
-PARAM_NAMES = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens", "temperature": "temperature",
-               "top_p": "top_p", "seed": "seed", "top_k": "top_k", "repetition_penalty": "repetition_penalty"}
-
-
-def _params(body: dict[str, Any], defaults: SamplingParams) -> SamplingParams:
+def _params(body: OpenAIBody, defaults: SamplingParams) -> SamplingParams:
     """The OpenAI fields mapped to /api's names and checked by the one `params_from` (so its caps apply)."""
-    n = body.get("n")
-    if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int | str):
-            raise InputError(f"n must be a whole number, not {n!r}")
-        try:
-            count = int(n)
-        except ValueError:
-            raise InputError(f"n must be a whole number, not {n!r}") from None
-        if count != 1:
-            raise InputError("n > 1 is not supported; send several requests")
-    stop = body.get("stop") or []
-    if isinstance(stop, str):
-        stop = (stop,)
-    elif not isinstance(stop, list) or not all(isinstance(item, str) for item in stop):
-        raise InputError("stop must be a string or a list of strings")
-    overrides = {PARAM_NAMES[key]: body[key] for key in PARAM_NAMES if body.get(key) is not None}
     try:
-        params = params_from(overrides, defaults)
+        params = params_from(body.sampling(), defaults)
     except InputError as exc:
         message = str(exc).replace("max_new_tokens", "max_tokens").replace("sampling parameter ", "")
         raise InputError(message) from None
-    return params.with_(stop=tuple(stop))
+    stop = body.stop or []
+    return params.with_(stop=(stop,) if isinstance(stop, str) else tuple(stop))
 
 
-def _model(steerer: Steerer, body: dict[str, Any]) -> tuple[str, Engine]:
-    name = body.get("model")
+def _model(steerer: Steerer, body: OpenAIBody) -> tuple[str, Engine]:
+    name = body.model
     if not isinstance(name, str) or name not in steerer.engines:
         raise InputError(f"model {name!r} is not served; GET /v1/models lists: {', '.join(steerer.engines)}")
     return name, steerer.engines[name]
 
 
-def _text(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InputError(f"{name} must be a string")
-    return value
-
-
-def _mode(body: dict[str, Any]) -> str | None:
-    """The alpaca mode asked for (None: plain); a reasoning means special, and special needs a reasoning."""
-    mode = body.get("mode")
-    if mode is not None and (not isinstance(mode, str) or mode not in MODES):
-        raise InputError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
-    reasoning = _text(body, "reasoning")
-    _text(body, "input")
-    if reasoning:
-        return "special"
-    if mode == "special":
-        raise InputError("mode special needs a reasoning (a non-empty string)")
-    return mode
-
-
 def _request(engine: Engine, params: SamplingParams, prompt: str | None, messages: list[dict[str, str]] | None,
              prefill: str | None) -> EngineRequest:
-    if messages is not None:
-        rendered = engine.render_chat(messages, prefill)
-        if rendered is not None:
-            prompt, messages, prefill = rendered, None, None
-    key = request_key(engine.spec, prompt, messages, prefill, params, 0)
-    return EngineRequest(key=key, params=params, prompt=prompt, messages=messages, prefill=prefill)
+    return build_request(engine.spec, params, prompt=prompt, messages=messages, prefill=prefill, engine=engine)
 
 
 def _has_chat_template(engine: Engine) -> bool:
@@ -158,17 +115,13 @@ def list_models(request: Request) -> dict[str, Any]:
 async def completions(request: Request) -> Any:
     steerer = steerer_of(request)
     try:
-        body = await json_body(request)
+        body = read_body(CompletionBody, await json_body(request))
         label, engine = _model(steerer, body)
         params = _params(body, steerer.params)
-        prompt = body.get("prompt")
-        if isinstance(prompt, list) and len(prompt) == 1:
-            prompt = prompt[0]
-        if not isinstance(prompt, str):
-            raise InputError("prompt must be a string (one prompt per request)")
-        mode = _mode(body)
+        prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+        mode = body.mode
         if mode is not None:
-            prompt, _, _ = build_prompt(mode, prompt, body.get("input") or "", body.get("reasoning"))
+            prompt, _, _ = build_prompt(mode, prompt, body.input or "", body.reasoning)
         engine_request = _request(engine, params, prompt, None, None)
     except ReasonryError as exc:
         return _error(public_message(request, exc))
@@ -178,7 +131,7 @@ async def completions(request: Request) -> Any:
         return {"id": ident, "object": "text_completion", "created": created, "model": label,
                 "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
 
-    if body.get("stream"):
+    if body.stream:
         def events() -> Iterator[str]:
             try:
                 for piece in _pieces(steerer, label, engine_request):
@@ -199,24 +152,18 @@ async def completions(request: Request) -> Any:
         return result
     reply = chunk(result.text, result.finish_reason)
     if mode is not None:
-        reasoning, response = parse_text(mode, result.text, body.get("reasoning"))
+        reasoning, response = parse_text(mode, result.text, body.reasoning)
         reply["choices"][0].update(reasoning=reasoning, response=response)
     return {**reply, "usage": _usage(result)}
 
 
-def _chat_request(engine: Engine, body: dict[str, Any], params: SamplingParams) -> tuple[EngineRequest, Parse]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(
-            isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
-        raise InputError("messages must be a non-empty list of {role, content} with string content")
-    messages = [{"role": str(m.get("role", "user")), "content": m["content"]} for m in messages]
-    mode = _mode(body)
-    reasoning = body.get("reasoning") or None
-    style = body.get("template") or ("chat" if _has_chat_template(engine) else "alpaca")
-    if style not in ("chat", "alpaca"):
-        raise InputError("template must be chat or alpaca")
+def _chat_request(engine: Engine, body: ChatBody, params: SamplingParams) -> tuple[EngineRequest, Parse]:
+    messages = [{"role": str(m.get("role", "user")), "content": m["content"]} for m in body.messages]
+    mode = body.mode
+    reasoning = body.reasoning or None
+    style = body.template or ("chat" if _has_chat_template(engine) else "alpaca")
     if style == "chat" and mode in (None, "special"):
-        prefill = THINK_PREFILL.format(reasoning=reasoning) if reasoning else None
+        prefill = think_prefill(reasoning) if reasoning else None
         if reasoning:
             return _request(engine, params, None, messages, prefill), lambda text: (reasoning, text.strip())
         return _request(engine, params, None, messages, None), lambda text: split_output(text, "response")
@@ -224,7 +171,7 @@ def _chat_request(engine: Engine, body: dict[str, Any], params: SamplingParams) 
     if not users:
         raise InputError("messages need a user message (the question)")
     mode = mode or "reasoning"
-    prompt, _, _ = build_prompt(mode, users[-1], body.get("input") or "", reasoning)
+    prompt, _, _ = build_prompt(mode, users[-1], body.input or "", reasoning)
     return _request(engine, params, prompt, None, None), lambda text: parse_text(mode, text, reasoning)
 
 
@@ -232,7 +179,7 @@ def _chat_request(engine: Engine, body: dict[str, Any], params: SamplingParams) 
 async def chat_completions(request: Request) -> Any:
     steerer = steerer_of(request)
     try:
-        body = await json_body(request)
+        body = read_body(ChatBody, await json_body(request))
         label, engine = _model(steerer, body)
         params = _params(body, steerer.params)
         engine_request, parse = _chat_request(engine, body, params)
@@ -244,7 +191,7 @@ async def chat_completions(request: Request) -> Any:
         return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": label,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
-    if body.get("stream"):
+    if body.stream:
         def events() -> Iterator[str]:
             yield _sse(chunk({"role": "assistant", "content": ""}, None))
             deltas = _Deltas(parse)
@@ -286,6 +233,8 @@ class _Deltas:
     def feed(self, piece: str, final: bool = False) -> list[dict[str, str]]:
         self.text += piece
         reasoning, response = self.parse(self.text)
+        if not final and not self._settled(response or ""):
+            response = ""  # a response marker still to come would turn this text into the reasoning
         out = []
         for name, value in (("reasoning_content", reasoning or ""), ("content", response or "")):
             sent = self.sent[name]
@@ -294,3 +243,10 @@ class _Deltas:
                 out.append({name: ready[len(sent):]})
                 self.sent[name] = ready
         return out
+
+    def _settled(self, response: str) -> bool:
+        """Whether the response read so far stays the response when more text arrives."""
+        if not response or any(mark in self.text for mark in (*RESPONSE_MARKERS, THINK_CLOSE)):
+            return True
+        probe = self.parse(self.text + "\n" + RESPONSE_MARKERS[-1] + "\n.")[1] or ""
+        return probe.startswith(response)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -18,11 +20,14 @@ router = APIRouter()
 _ENV: jinja2.Environment | None = None
 
 
+def web_dir(name: str) -> Path:
+    """A folder shipped with the package: templates or static."""
+    return Path(str(resources.files("reasonry.web").joinpath(name)))
+
+
 def env() -> jinja2.Environment:
     global _ENV
     if _ENV is None:
-        from reasonry.web.app import web_dir
-
         _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(web_dir("templates")), autoescape=True,
                                   undefined=jinja2.StrictUndefined)
         _ENV.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""

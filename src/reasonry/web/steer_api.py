@@ -13,13 +13,13 @@ from starlette.concurrency import run_in_threadpool
 
 from reasonry.config import SamplingParams
 from reasonry.errors import InputError, ReasonryError
-from reasonry.tasks.steer import MODES, Steerer, Version, accept, get_version, history, threads
+from reasonry.tasks.steer import Steerer, Version, accept, get_version, history, threads
+from reasonry.web.bodies import MAX_INT, SteerBody, read_body
 from reasonry.web.diff import diff_stats, word_diff
 
 router = APIRouter(prefix="/api")
 log = logging.getLogger(__name__)
 MAX_NEW_TOKENS = 8192
-MAX_INT = (1 << 63) - 1  # SQLite's integer range: a bigger id or seed is refused, not an OverflowError
 PARAM_TYPES = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float,
                "max_new_tokens": int, "seed": int}
 
@@ -47,21 +47,6 @@ def stream_error(request: Request, exc: Exception) -> str:
     return public_message(request, f"internal error ({type(exc).__name__}: {exc})")
 
 
-def int_value(value: Any, name: str, *, low: int = 0) -> int:
-    """A whole number from JSON (an int or a string of digits) within SQLite's range, else an InputError."""
-    if isinstance(value, bool) or not isinstance(value, int | str | float):
-        raise InputError(f"{name} must be a whole number")
-    try:
-        number = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{name} must be a whole number, not {value!r}") from None
-    if isinstance(value, float) and number != value:
-        raise InputError(f"{name} must be a whole number, not {value!r}")
-    if not low <= number <= MAX_INT:
-        raise InputError(f"{name} must be between {low} and {MAX_INT}")
-    return number
-
-
 def version_id_of(value: int, name: str = "version") -> int:
     """A path/query version id the database can hold; a bigger one is simply not found."""
     if not 1 <= value <= MAX_INT:
@@ -83,6 +68,8 @@ def params_from(body: Any, defaults: SamplingParams) -> SamplingParams:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise InputError(f"sampling parameter {name}: {value!r} is not a number")
+        if PARAM_TYPES[name] is int and isinstance(value, float) and not value.is_integer():
+            raise InputError(f"sampling parameter {name}: {value!r} is not a whole number")
         try:
             changes[name] = PARAM_TYPES[name](value)
         except (TypeError, ValueError, OverflowError):
@@ -104,27 +91,14 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _text(body: dict[str, Any], name: str) -> str:
-    value = body.get(name) or ""
-    if not isinstance(value, str):
-        raise InputError(f"{name} must be a string")
-    return value
-
-
 def _steer_options(body: dict[str, Any], steerer: Steerer) -> dict[str, Any]:
     """Every field checked up front, so a bad one is a 400 before anything is generated or streamed."""
-    parent = body.get("parent")
-    mode = _text(body, "mode") or "reasoning"
-    if mode not in MODES:
-        raise InputError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
-    reasoning = _text(body, "reasoning") or None
-    if mode == "special" and not reasoning:
-        raise InputError("mode special needs a reasoning")
+    fields = read_body(SteerBody, body)
     return {
-        "model": _text(body, "model") or None, "question": _text(body, "question"), "input_text": _text(body, "input"),
-        "mode": mode, "reasoning": reasoning,
-        "params": params_from(body.get("params"), steerer.params), "thread": _text(body, "thread") or None,
-        "parent": int_value(parent, "parent", low=1) if parent not in (None, "") else None,
+        "model": fields.model or None, "question": fields.question or "", "input_text": fields.input or "",
+        "mode": fields.mode, "reasoning": fields.reasoning or None,
+        "params": params_from(fields.params, steerer.params), "thread": fields.thread or None,
+        "parent": fields.parent,
     }
 
 

@@ -1,0 +1,151 @@
+"""Request bodies of /api and /v1 as pydantic models, and the one way a validation error becomes a one-line 400.
+
+Sampling parameters stay plain values here: `steer_api.params_from` checks them for both APIs (caps included).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+
+from reasonry.errors import InputError
+from reasonry.tasks.steer import MODES
+
+MAX_INT = (1 << 63) - 1  # SQLite's integer range: a bigger id or seed is refused, not an OverflowError
+
+
+def _whole(value: Any) -> Any:
+    """Blank means absent; a bool is not a number (pydantic would read True as 1)."""
+    if value == "" or value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("whole number")
+    return value
+
+
+Whole = Annotated[int | None, BeforeValidator(_whole)]
+Text = StrictStr | None
+
+FIELD_MESSAGES = {  # fields whose type is a union: one message instead of one per alternative
+    "stop": "stop must be a string or a list of strings",
+    "prompt": "prompt must be a string (one prompt per request)",
+    "messages": "messages must be a non-empty list of {role, content} with string content",
+    "params": "params must be an object",
+}
+
+
+def read_body(model: type[BaseModel], body: dict[str, Any]) -> Any:
+    """`body` as `model`; the first validation error becomes one InputError line naming the field."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise InputError(one_line(exc)) from None
+
+
+def one_line(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in error["loc"] if isinstance(part, str)]
+    name = loc[0] if loc else "body"
+    kind, value = error["type"], error.get("input")
+    if kind == "value_error":
+        message = str(error["msg"]).removeprefix("Value error, ")
+        return message if message != "whole number" else f"{name} must be a whole number, not {value!r}"
+    if name in FIELD_MESSAGES:
+        return FIELD_MESSAGES[name]
+    if kind == "string_type":
+        return f"{name} must be a string"
+    if kind.startswith("int_"):
+        return f"{name} must be a whole number, not {value!r}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return f"{name} must be between 1 and {MAX_INT}"
+    return f"{name}: {error['msg']}"
+
+
+class SteerBody(BaseModel):
+    """POST /api/steer and /api/steer/stream."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    question: Text = None
+    input: Text = None
+    model: Text = None
+    mode: Text = None
+    reasoning: Text = None
+    thread: Text = None
+    params: dict[str, Any] | None = None
+    parent: Annotated[Whole, Field(ge=1, le=MAX_INT)] = None
+
+    @model_validator(mode="after")
+    def _mode(self) -> SteerBody:
+        self.mode = self.mode or "reasoning"
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.mode == "special" and not self.reasoning:
+            raise ValueError("mode special needs a reasoning")
+        return self
+
+
+class OpenAIBody(BaseModel):
+    """The fields /v1/completions and /v1/chat/completions read; other OpenAI fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: Any = None
+    stream: Any = False
+    n: Whole = None
+    stop: StrictStr | list[StrictStr] | None = None
+    mode: Text = None
+    reasoning: Text = None
+    input: Text = None
+    template: Text = None
+    # sampling parameters: checked by params_from
+    max_tokens: Any = None
+    max_completion_tokens: Any = None
+    temperature: Any = None
+    top_p: Any = None
+    top_k: Any = None
+    seed: Any = None
+    repetition_penalty: Any = None
+
+    @model_validator(mode="after")
+    def _checks(self) -> OpenAIBody:
+        if self.n is not None and self.n != 1:
+            raise ValueError("n > 1 is not supported; send several requests")
+        if self.mode is not None and self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.reasoning:
+            self.mode = "special"
+        elif self.mode == "special":
+            raise ValueError("mode special needs a reasoning (a non-empty string)")
+        if self.template is not None and self.template not in ("chat", "alpaca"):
+            raise ValueError("template must be chat or alpaca")
+        return self
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling fields given, by /api's names (max_completion_tokens wins over max_tokens)."""
+        names = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens", "temperature": "temperature",
+                 "top_p": "top_p", "seed": "seed", "top_k": "top_k", "repetition_penalty": "repetition_penalty"}
+        return {names[key]: getattr(self, key) for key in names if getattr(self, key) is not None}
+
+
+class CompletionBody(OpenAIBody):
+    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=1)]
+
+
+class ChatBody(OpenAIBody):
+    messages: Annotated[list[dict[str, Any]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _messages(self) -> ChatBody:
+        if not all(isinstance(m.get("content"), str) for m in self.messages):
+            raise ValueError(FIELD_MESSAGES["messages"])
+        return self
