@@ -6,8 +6,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import run_cli
+
 from reasonry import models
 
 
