@@ -85,8 +85,8 @@ def test_check_and_report_flag_the_leaks_the_model_writes(raw_run, work: Path) -
     assert check["checked"] == len(QUESTIONS)
     flags = {(example["row_id"], example["name"]) for example in check["examples"]}
     # A reasoning that states the reference answer is the seed's leakage; the 135M model does it on plain facts.
-    leaks = [row["seq"] for row in rows if re.search(rf"(?<!\w){re.escape(row['reference'])}(?!\w)", row["reasoning"],
-                                                     re.IGNORECASE)]
+    leaks = [row["seq"] for row, question in zip(rows, QUESTIONS, strict=True)
+             if re.search(rf"(?<!\w){re.escape(question['reference'])}(?!\w)", row["reasoning"], re.IGNORECASE)]
     assert leaks, [row["reasoning"] for row in rows]
     for seq in leaks:
         assert (seq, "leakage") in flags, (seq, check["examples"])
@@ -126,9 +126,11 @@ def test_one_debate_round(work: Path, model: str) -> None:
     nodes = [n for topic in json.loads(tree_path.read_text(encoding="utf-8")) for n in walk(topic)]
     generated = [n for n in nodes if n["model"] == MODEL_LABEL]
     assert len(generated) == summary["generated"] >= 2
-    for node in generated:  # a reply that misses its section keeps the text and says which section is missing
+    for node in generated:  # a reply that cannot be parsed keeps the model's text and says what is missing
         assert node["raw_text"].strip()
-        assert node["text"] or (node["error"] and "section" in node["error"] and node["reasoning"]), node
+        assert node["text"] or node["error"], node
+        if node["kind"] == "answer" and not node["text"]:
+            assert "section" in node["error"] and node["reasoning"], node
 
 
 def test_export_train_and_generate_with_the_adapter(raw_run, work: Path, model: str) -> None:
@@ -138,9 +140,10 @@ def test_export_train_and_generate_with_the_adapter(raw_run, work: Path, model: 
                       "--out", str(data), "--json")
     assert export["records"] == len(QUESTIONS)
     adapter = work / "adapter"
-    trained = cli_json("train", str(data), "--base", model, "--out", str(adapter), "--max-steps", "4", "--lr", "5e-3",
-                       "--lora-r", "8", "--batch-size", "3", "--max-seq-len", "256", "--seed", "1", "--json")
-    assert trained["steps"] == 4 and (adapter / "adapter_model.safetensors").exists()
+    trained = cli_json("train", str(data), "--base", model, "--out", str(adapter), "--max-steps", "2", "--lr", "1e-2",
+                       "--lora-r", "8", "--target-modules", "attention", "--batch-size", "3", "--max-seq-len", "160",
+                       "--seed", "1", "--json")
+    assert trained["steps"] == 2 and (adapter / "adapter_model.safetensors").exists()
     _, tuned_rows = _generate(work, f"{model}+{adapter}", "tuned.jsonl", "--template", "phi2", "--role", "logician")
     assert [row["seq"] for row in tuned_rows] == ["1", "2", "3"] and all(row["error"] is None for row in tuned_rows)
     assert [row["reasoning"] for row in tuned_rows] != [row["reasoning"] for row in base_rows]
