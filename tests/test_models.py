@@ -66,3 +66,18 @@ def test_build_is_atomic_and_idempotent(tmp_path, capsys, monkeypatch) -> None:
     assert len(calls) == 2 and (forced / "config.json").read_text() == "float32"
     path = run_cli(["models", "path", "smollm2", "--cache", str(tmp_path)], capsys, monkeypatch)
     assert path.out.strip() == str(forced)
+
+
+def test_demo_prints_a_command_that_reruns_from_the_cache(tmp_path, capsys, monkeypatch) -> None:
+    import json
+    import shlex
+
+    folder = tmp_path / "demo"
+    first = run_cli(["demo", "--tiny", "--folder", str(folder), "--json"], capsys, monkeypatch)
+    assert first.code == 0, first.err
+    assert json.loads(first.out)["generated"] == 4 and (folder / "reasoning.xlsx").exists()
+    line = next(line for line in first.err.splitlines() if line.startswith("reasonry generate "))
+    again = run_cli([*shlex.split(line)[1:], "--json"], capsys, monkeypatch)
+    assert again.code == 0, again.err
+    summary = json.loads(again.out)
+    assert summary["cached"] == 4 and summary["generated"] == 0
