@@ -32,7 +32,8 @@ def list_command(cache: Cache = None, as_json: JsonOut = False) -> None:
         return
     for row in rows:
         state = "built" if row["built"] else ("not built" if row["wheel"] else "wheel not installed")
-        stdout.print(f"[bold]{row['name']}[/] {state}: {row['path']} — {row['description']}", highlight=False)
+        stdout.print(f"[bold]{row['name']}[/] {state}: {row['path']} — {row['description']}", highlight=False,
+                     soft_wrap=True)
 
 
 @models_app.command("path")
