@@ -76,7 +76,7 @@ def demo_command(
     cache: Cache = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Offline demo: generate reasoning for 4 sample questions with SmolLM2-135M-Instruct (built from its wheel)."""
+    """Offline demo: SmolLM2-135M-Instruct (built once from its wheel) answers 4 sample questions → Excel."""
     folder.mkdir(parents=True, exist_ok=True)
     questions = folder / "questions.json"
     questions.write_text(json.dumps(DEMO_QUESTIONS, ensure_ascii=False, indent=1), encoding="utf-8")
