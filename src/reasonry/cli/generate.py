@@ -1,4 +1,4 @@
-"""`reasonry generate`, `reasonry templates` and `reasonry demo`."""
+"""`reasonry generate` and `reasonry templates`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from reasonry.cli import app
-from reasonry.cli.common import RichReporter, console, print_summary, stdout
+from reasonry.cli.common import RichReporter, print_summary, stdout
 from reasonry.cli.options import (
     ApiKeyEnv,
     BaseUrl,
@@ -111,38 +111,3 @@ def templates_command(name: Annotated[str | None, typer.Argument(help="Show this
         stdout.print(f"[bold]{key}[/] (model writes: {produces}) — {description}", highlight=False)
     stdout.print("roles (--role): " + ", ".join(ROLES), highlight=False)
 
-
-DEMO_QUESTIONS = [
-    {"seq": 1, "question": "Find the square root of 156.", "input": ""},
-    {"seq": 2, "question": "Given a text, find the most relevant keyword to describe it",
-     "input": "A wind turbine is a device that converts wind energy into electrical energy."},
-    {"seq": 3, "question": "Write a letter to invite a birthday party.", "input": ""},
-    {"seq": 4, "question": "アンリはリンゴを3個、ジャックは梨を4個、ジルは本を5冊持っています。ジャックの梨を5個食べたら、果物は全部で何個になったでしょう？", "input": ""},
-]
-
-
-@app.command("demo")
-def demo_command(
-    folder: Annotated[Path, typer.Option(help="Where the tiny model, questions and output go.")] = Path("reasonry-demo"),
-    as_json: JsonOut = False,
-) -> None:
-    """Offline demo: build a tiny random-weight model on disk and run `generate` on sample questions."""
-    import json
-
-    from reasonry.tiny import build_tiny_adapter, build_tiny_model, describe
-
-    folder.mkdir(parents=True, exist_ok=True)
-    model_dir = build_tiny_model(folder / "tiny-model")
-    adapter_dir = build_tiny_adapter(model_dir, folder / "tiny-adapter")
-    questions = folder / "questions.json"
-    questions.write_text(json.dumps(DEMO_QUESTIONS, ensure_ascii=False, indent=1), encoding="utf-8")
-    console.print(f"[yellow]Demo model: {describe(model_dir)} — for trying the tool offline; its text is noise.[/]")
-    spec = f"hf:{model_dir}+{adapter_dir}"
-    out = folder / "reasoning.xlsx"
-    console.print(f"reasonry generate {questions} --model {spec} --template phi2 --role logician --out {out}",
-                  highlight=False)
-    summary = generate(questions, [spec], out=out, db=folder / "reasonry.db",
-                       config=GenerateConfig(template="phi2", role="logician",
-                                             params=sampling(0.3, 0.9, 50, 1.1, 64, 0, None)),
-                       reporter=RichReporter(enabled=not as_json))
-    print_summary(summary, as_json)
