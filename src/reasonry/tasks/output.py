@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonry.io.writers import write_table
-from reasonry.store import Store
+from reasonry.store import RunRecord, Store
 
 RESULT_COLUMNS = ("response", "reasoning", "model", "prompt_tokens", "completion_tokens", "latency_s",
                   "finish_reason", "error")
@@ -18,7 +18,7 @@ TEXT_COLUMNS = ("question", "input", "response", "reasoning")
 
 def _value(record: dict[str, Any], name: str) -> Any:
     if name == "reasoning":
-        return record["reasoning"] if record["reasoning"] is not None else record["given_reasoning"]
+        return RunRecord.reasoning_of(record)
     return record.get(name)
 
 
