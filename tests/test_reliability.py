@@ -168,3 +168,30 @@ def test_streamed_chat_content_matches_the_plain_answer(tmp_path: Path, marker: 
                 reasoning += choice["delta"].get("reasoning_content") or ""
     assert content == message["content"]
     assert reasoning == message["reasoning_content"]
+
+
+class Echo(Engine):
+    def __init__(self, spec: object, **_: object) -> None:
+        self.spec = spec
+
+    def generate(self, requests: Iterator[Request]) -> Iterator[Result]:  # type: ignore[override]
+        for request in requests:
+            text = "It follows.\n### Response:\nPARAGRAPH: Is that so?\nPARAGRAPH: Why?"
+            yield Result(key=request.key, text=text, raw_text=text)
+
+
+def test_oversized_debate_topic_fails_its_node_not_the_debate(tmp_path: Path) -> None:
+    from reasonry.config import SamplingParams
+    from reasonry.debate import DebateConfig, load_tree, run_debate
+    from reasonry.io.readers import Row
+
+    topics = [Row(index=0, id="1", question="q" * (MAX_PROMPT_CHARS + 1), input="", reasoning=None, reference=None),
+              Row(index=1, id="2", question="Why did sales drop?", input="", reasoning=None, reference=None)]
+    config = DebateConfig(model_a=parse_model_spec("hf:echo"), breadth=2, params=SamplingParams(max_new_tokens=8))
+    store = Store(tmp_path / "d.db")
+    summary = run_debate(topics, config, store=store, loader=lambda spec, **_: Echo(spec))
+    big, small = load_tree(store, summary["run_id"])
+    assert "limit" in (big.children[0].error or "")
+    assert small.children[0].error is None and small.children[0].text
+    assert store.get_run(summary["run_id"])["status"] == "done"
+    store.close()

@@ -6,7 +6,8 @@ one more model column.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from reasonry.io.writers import check_output_path
 from reasonry.prompts.formats import THINK_CLOSE
 from reasonry.prompts.library import PromptTemplate
 from reasonry.requests import error_request
-from reasonry.store import Store
+from reasonry.store import RunRecord, Store
+from reasonry.tasks.base import Task
 from reasonry.tasks.execute import Counts, Planned, Reporter, planned_or_error, run_planned, summarize
 from reasonry.tasks.followup import (
     FollowUpConfig,
@@ -31,48 +33,49 @@ from reasonry.tasks.lifecycle import open_run
 from reasonry.tasks.output import write_run_output
 
 ENSEMBLE_LABEL = "ensemble"
-class ContentAsReasoning(Engine):
-    """Wraps the aggregator so its own thinking (reasoning_content or a <think> block) is not taken for the
-    merged reasoning: the answer's content is what the ensemble stores."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.inner = engine
-        self.spec = engine.spec
-
-    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
-        for result in self.inner.generate(requests):
-            if result.reasoning is not None or THINK_CLOSE in result.text:
-                result.text = result.text.split(THINK_CLOSE, 1)[-1].lstrip()
-                result.reasoning = None
-            yield result
 
 
-def plan_ensemble(rows: Iterable[list[dict[str, Any]]], template: PromptTemplate, spec: ModelSpec,
-                  engine: Engine, config: FollowUpConfig, run_id: str, seen: list[int]) -> Iterator[Planned]:
-    for records in rows:
+@dataclass
+class EnsembleTask(Task):
+    """A row's records (every model's reasonings) -> one request that merges them."""
+
+    template: PromptTemplate
+    engine: Engine
+    config: FollowUpConfig
+    run_id: str
+    rows: int = 0
+
+    def format_input(self, records: list[RunRecord]) -> Iterator[Planned]:
         first = records[0]
-        seen[0] += 1
+        self.rows += 1
         candidates = [
             {"number": n, "model": r["model"], "sample": r["sample_index"] + 1, "reasoning": r["reasoning"].strip()}
             for n, r in enumerate((r for r in records if r["error"] is None and (r["reasoning"] or "").strip()),
                                   start=1)
         ]
+        where, tag = f"row {first['row_id']}", f"{self.run_id}:{first['row_index']}:ensemble"
+        spec, params = self.engine.spec, self.config.params
         if not candidates:
-            where = f"{run_id}:{first['row_index']}:ensemble"
-            yield Planned(first["row_index"], ENSEMBLE_LABEL, error_request(spec, config.params, where),
-                          produces="reasoning",
-                          error=f"row {first['row_id']}: no model produced a reasoning to merge")
-            continue
+            yield Planned(first["row_index"], ENSEMBLE_LABEL, error_request(spec, params, tag), produces="reasoning",
+                          error=f"{where}: no model produced a reasoning to merge")
+            return
 
-        def build(first: dict[str, Any] = first, candidates: list[dict[str, Any]] = candidates) -> Request:
-            prompt = template.render(question=first["question"], instruction=first["question"], input=first["input"],
-                                     candidates=candidates, n=len(candidates), reference=first["reference"] or "",
-                                     row=first["extra"])
-            return prompt_request(engine, prompt, config.params, config.chat, where=f"row {first['row_id']}")
+        def build() -> Request:
+            prompt = self.template.render(
+                question=first["question"], instruction=first["question"], input=first["input"],
+                candidates=candidates, n=len(candidates), reference=first["reference"] or "", row=first["extra"])
+            return prompt_request(self.engine, prompt, params, self.config.chat, where=where)
 
-        yield planned_or_error(first["row_index"], ENSEMBLE_LABEL, build, spec=spec, params=config.params,
-                               tag=f"{run_id}:{first['row_index']}:ensemble", where=f"row {first['row_id']}",
-                               produces="reasoning")
+        yield planned_or_error(first["row_index"], ENSEMBLE_LABEL, build, spec=spec, params=params, tag=tag,
+                               where=where, produces="reasoning")
+
+    def format_output(self, result: Result, produces: str) -> dict[str, Any]:
+        """The aggregator's own thinking (reasoning_content or a <think> block) is not the merged reasoning:
+        its answer's content is what the ensemble stores."""
+        if result.reasoning is not None or THINK_CLOSE in result.text:
+            result.text = result.text.split(THINK_CLOSE, 1)[-1].lstrip()
+            result.reasoning = None
+        return super().format_output(result, produces)
 
 
 def ensemble(run: str, aggregator: str | ModelSpec, *, template: str = "ensemble", out: str | Path | None = None,
@@ -92,20 +95,18 @@ def ensemble(run: str, aggregator: str | ModelSpec, *, template: str = "ensemble
         run_id = store.resolve_run(run)
         labels = [m["label"] for m in store.get_run(run_id)["models"] if m["label"] != ENSEMBLE_LABEL]
         check_has_results(store, run_id, labels)
-        rows = [0]
         counts = Counts()
         with open_run(store, ENSEMBLE_LABEL, on=run_id) as run, \
                 load_engine(spec, chat=config.chat, **config.engine_options) as engine:
             store.add_run_model(run_id, ENSEMBLE_LABEL, str(spec))
             if reporter:
                 reporter.start(f"{ENSEMBLE_LABEL} ({spec.label})", store.count_inputs(run_id))
-            planned = plan_ensemble(grouped_records(store.path, run_id, labels), prompt_template, spec, engine,
-                                    config, run_id, rows)
+            task = EnsembleTask(prompt_template, engine, config, run_id)
             try:
-                counts = run_planned(store, run_id, ContentAsReasoning(engine), spec, planned,
-                                     refresh=config.refresh, reporter=reporter)
+                counts = run_planned(store, run_id, engine, spec, task.plan(grouped_records(store.path, run_id, labels)),
+                                     refresh=config.refresh, reporter=reporter, read=task.format_output)
             finally:
-                run.summary = summarize(run_id, counts, rows[0], out_path, store.path, model=ENSEMBLE_LABEL,
+                run.summary = summarize(run_id, counts, task.rows, out_path, store.path, model=ENSEMBLE_LABEL,
                                         candidates=labels)
             if reporter:
                 reporter.finish()

@@ -108,8 +108,13 @@ def parse_result(result: Result, produces: str) -> dict:
 
 def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, planned: Iterable[Planned], *,
             refresh: bool = False, reporter: Reporter | None = None,
-            on_chunk: Callable[[list[Planned]], None] | None = None) -> Counts:
-    """Register every planned request with the run, generate those without a stored result, store results."""
+            on_chunk: Callable[[list[Planned]], None] | None = None,
+            read: Callable[[Result, str], dict] | None = None) -> Counts:
+    """Register every planned request with the run, generate those without a stored result, store results.
+
+    `read` turns a result into the stored fields (a Task's `format_output`; by default `parse_result`).
+    """
+    read = read or parse_result
     reporter = reporter or Reporter()
     counts = Counts()
     produces_of: dict[str, str] = {}
@@ -171,7 +176,7 @@ def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, plan
     try:
         for result in _with_rejected(engine.generate(pending()), rejected):
             produces = produces_of.pop(result.key, "reasoning")
-            buffer.append(parse_result(result, produces))
+            buffer.append(read(result, produces))
             if result.error is None:
                 unflushed.add(result.key)
             _count(counts, result)

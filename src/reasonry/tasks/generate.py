@@ -11,12 +11,13 @@ from reasonry.config import ModelSpec, SamplingParams, parse_model_spec
 from reasonry.engines.base import Engine, Request
 from reasonry.engines.registry import load_engine
 from reasonry.errors import ConfigError, InputError
-from reasonry.io.readers import Row, RowSource, open_rows
+from reasonry.io.readers import Row, open_rows
 from reasonry.io.writers import check_output_path
 from reasonry.prompts.formats import think_prefill, user_content
 from reasonry.prompts.library import PromptTemplate, load_template, role_text
 from reasonry.requests import PromptTooLarge, build_request, error_request
 from reasonry.store import Store
+from reasonry.tasks.base import Task
 from reasonry.tasks.execute import Counts, Planned, Reporter, run_planned, summarize
 from reasonry.tasks.lifecycle import open_run
 from reasonry.tasks.output import write_run_output
@@ -101,11 +102,19 @@ class Prompter:
         return "response" if self.config.chat else self.template.produces
 
 
-def plan(source: RowSource, prompter: Prompter, label: str, engine: Engine, samples: int) -> Iterator[Planned]:
-    for row in source:
-        for sample in range(samples):
-            request, error = prompter.build(row, engine.spec, engine, sample)
-            yield Planned(row.index, label, request, prompter.produces, error=error, row=row)
+@dataclass
+class GenerateTask(Task):
+    """A question row -> one request per sample for one model."""
+
+    prompter: Prompter
+    label: str
+    engine: Engine
+    samples: int
+
+    def format_input(self, row: Row) -> Iterator[Planned]:
+        for sample in range(self.samples):
+            request, error = self.prompter.build(row, self.engine.spec, self.engine, sample)
+            yield Planned(row.index, self.label, request, self.prompter.produces, error=error, row=row)
 
 
 def unique_labels(specs: Sequence[ModelSpec]) -> list[str]:
@@ -167,10 +176,11 @@ def generate(
                     with open_engine(spec, config) as engine:
                         if reporter:
                             reporter.start(label, source.total * config.samples if source.total is not None else None)
-                        planned = plan(source, prompter, label, engine, config.samples)
+                        task = GenerateTask(prompter, label, engine, config.samples)
                         counts = run_planned(
-                            store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter,
-                            on_chunk=(lambda chunk: _store_inputs(store, run_id, chunk)) if index == 0 else None)
+                            store, run_id, engine, spec, task.plan(source), refresh=config.refresh, reporter=reporter,
+                            on_chunk=(lambda chunk: _store_inputs(store, run_id, chunk)) if index == 0 else None,
+                            read=task.format_output)
                         rows = rows or counts.requests // config.samples
                         total.add(counts)
                         if reporter:

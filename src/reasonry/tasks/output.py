@@ -15,7 +15,7 @@ from typing import Any
 
 from reasonry.io.values import id_value
 from reasonry.io.writers import write_table
-from reasonry.store import Store
+from reasonry.store import RunRecord, Store
 
 TEXT_FIELDS = ("reasoning", "response")
 METRICS = ("prompt_tokens", "completion_tokens", "latency_s", "finish_reason", "error")
@@ -29,7 +29,7 @@ Slot = tuple[str, int]
 
 def _value(record: dict[str, Any], name: str) -> Any:
     if name == "reasoning":
-        return record["reasoning"] if record["reasoning"] is not None else record["given_reasoning"]
+        return RunRecord.reasoning_of(record)
     return record.get(name)
 
 

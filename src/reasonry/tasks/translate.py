@@ -7,7 +7,8 @@ and registered in the run config so every output writes them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from reasonry.prompts.library import PromptTemplate
 from reasonry.prompts.roles import ROLES
 from reasonry.requests import error_request
 from reasonry.store import RunRecord, Store
+from reasonry.tasks.base import Task
 from reasonry.tasks.execute import Counts, Planned, Reporter, planned_or_error, run_planned, summarize
 from reasonry.tasks.followup import (
     FollowUpConfig,
@@ -58,29 +60,36 @@ def source_text(record: dict[str, Any], field: str) -> str:
     return (text or "").strip()
 
 
-def plan_translations(rows: Iterable[list[dict[str, Any]]], template: PromptTemplate, spec: ModelSpec,
-                      engine: Engine, config: FollowUpConfig, field: str, column: str, language: str,
-                      run_id: str) -> Iterator[Planned]:
-    system = ROLES["translator"]
-    for records in rows:
+@dataclass
+class TranslateTask(Task):
+    """A row's records -> one request per record translating its `field` into `language` (stored in `column`)."""
+
+    template: PromptTemplate
+    engine: Engine
+    config: FollowUpConfig
+    field: str
+    column: str
+    language: str
+    run_id: str
+
+    def format_input(self, records: list[RunRecord]) -> Iterator[Planned]:
+        spec, params = self.engine.spec, self.config.params
         for record in records:
             row_index, model, sample = record["row_index"], record["model"], record["sample_index"]
-            text = source_text(record, field)
-            where = f"{run_id}:{row_index}:{model}:{sample}:{column}"
+            text = source_text(record, self.field)
+            tag, where = f"{self.run_id}:{row_index}:{model}:{sample}:{self.column}", f"row {record['row_id']}"
             if not text:
-                yield Planned(row_index, model, error_request(spec, config.params, where, sample), "response",
-                              column=column,
-                              error=f"row {record['row_id']}: {model} has no {field} to translate")
+                yield Planned(row_index, model, error_request(spec, params, tag, sample), "response",
+                              column=self.column, error=f"{where}: {model} has no {self.field} to translate")
                 continue
 
-            def build(record: dict[str, Any] = record, text: str = text, sample: int = sample) -> Request:
-                prompt = template.render(system=system, text=text, language=language, field=field,
-                                         question=record["question"], input=record["input"])
-                return prompt_request(engine, prompt, config.params, config.chat, sample,
-                                      where=f"row {record['row_id']}")
+            def build(record: RunRecord = record, text: str = text, sample: int = sample, where: str = where) -> Request:
+                prompt = self.template.render(system=ROLES["translator"], text=text, language=self.language,
+                                              field=self.field, question=record["question"], input=record["input"])
+                return prompt_request(self.engine, prompt, params, self.config.chat, sample, where=where)
 
-            yield planned_or_error(row_index, model, build, spec=spec, params=config.params, tag=where,
-                                   where=f"row {record['row_id']}", produces="response", column=column, sample_index=sample)
+            yield planned_or_error(row_index, model, build, spec=spec, params=params, tag=tag, where=where,
+                                   produces="response", column=self.column, sample_index=sample)
 
 
 def translate(run: str, to: str, model: str | ModelSpec, *, field: str = "reasoning", template: str = "translate",
@@ -114,10 +123,10 @@ def translate(run: str, to: str, model: str | ModelSpec, *, field: str = "reason
                 load_engine(spec, chat=config.chat, **config.engine_options) as engine:
             if reporter:
                 reporter.start(f"{column} ({spec.label})", store.count_requests(run_id, labels))
-            planned = plan_translations(grouped_records(store.path, run_id, labels), prompt_template, spec,
-                                        engine, config, field, column, language, run_id)
+            task = TranslateTask(prompt_template, engine, config, field, column, language, run_id)
             try:
-                counts = run_planned(store, run_id, engine, spec, planned, refresh=config.refresh, reporter=reporter)
+                counts = run_planned(store, run_id, engine, spec, task.plan(grouped_records(store.path, run_id, labels)),
+                                     refresh=config.refresh, reporter=reporter, read=task.format_output)
             finally:
                 run.summary = summarize(run_id, counts, rows, out_path, store.path, column=column, language=language)
             if reporter:
