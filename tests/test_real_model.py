@@ -57,7 +57,7 @@ def raw_run(work: Path, model: str) -> tuple[dict, list[dict]]:
 
 def _complete(summary: dict, rows: list[dict], column: str) -> None:
     assert summary["rows"] == len(QUESTIONS) and summary["failed"] == 0 and summary["generated"] == len(QUESTIONS)
-    assert [row["seq"] for row in rows] == ["1", "2", "3"]
+    assert [row["seq"] for row in rows] == [1, 2, 3]  # integer ids stay integers in jsonl
     for row, question in zip(rows, QUESTIONS, strict=True):
         assert row["question"] == question["question"]
         assert row["model"] == MODEL_LABEL and row["error"] is None
