@@ -85,7 +85,7 @@ def test_check_and_report_flag_the_leaks_the_model_writes(raw_run, work: Path) -
     assert check["checked"] == len(QUESTIONS)
     flags = {(example["row_id"], example["name"]) for example in check["examples"]}
     # A reasoning that states the reference answer is the seed's leakage; the 135M model does it on plain facts.
-    leaks = [row["seq"] for row, question in zip(rows, QUESTIONS, strict=True)
+    leaks = [str(row["seq"]) for row, question in zip(rows, QUESTIONS, strict=True)
              if re.search(rf"(?<!\w){re.escape(question['reference'])}(?!\w)", row["reasoning"], re.IGNORECASE)]
     assert leaks, [row["reasoning"] for row in rows]
     for seq in leaks:
@@ -145,5 +145,5 @@ def test_export_train_and_generate_with_the_adapter(raw_run, work: Path, model: 
                        "--seed", "1", "--json")
     assert trained["steps"] == 2 and (adapter / "adapter_model.safetensors").exists()
     _, tuned_rows = _generate(work, f"{model}+{adapter}", "tuned.jsonl", "--template", "phi2", "--role", "logician")
-    assert [row["seq"] for row in tuned_rows] == ["1", "2", "3"] and all(row["error"] is None for row in tuned_rows)
+    assert [row["seq"] for row in tuned_rows] == [1, 2, 3] and all(row["error"] is None for row in tuned_rows)
     assert [row["reasoning"] for row in tuned_rows] != [row["reasoning"] for row in base_rows]
