@@ -29,8 +29,9 @@ from reasonry.cli.options import (
 )
 from reasonry.config import parse_model_spec
 from reasonry.errors import InputError
+from reasonry.prompts.roles import ROLES
 from reasonry.store import Store
-from reasonry.tasks.steer import MODES, Steerer, Version, accept, history
+from reasonry.tasks.steer import MODES, Budget, Steerer, Version, accept, history
 
 steer_app = typer.Typer(no_args_is_help=True, help="Steer a response through its reasoning; every version is kept.")
 app.add_typer(steer_app, name="steer")
@@ -39,14 +40,32 @@ Model = Annotated[str, typer.Option("--model", "-m", help="KIND:MODEL[+ADAPTER][
 Chat = Annotated[bool, typer.Option("--chat", help="Use the tokenizer's chat template (special mode prefills <think>).")]
 
 
-def _reasoning_text(value: str | None) -> str | None:
+Template = Annotated[str, typer.Option(help="Prompt format of raw models: alpaca (seed 003), phi2 (seed 000 tags), "
+                                            "or a .j2 file with a {{ reasoning }} slot or ending at a reasoning tag.")]
+Role = Annotated[str | None, typer.Option(help=f"phi2 system role: {', '.join(ROLES)}.")]
+System = Annotated[str | None, typer.Option(help="System text instead of a role.")]
+
+
+def _reasoning_text(value: str | None, flag: str = "--reasoning") -> str | None:
+    """TEXT, or @file.txt read as UTF-8 without the line break editors add at its end."""
     if value is None or not value.startswith("@"):
         return value
     path = Path(value[1:])
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"--reasoning {value}: cannot read it ({exc.strerror})") from None
+        raise InputError(f"{flag} {value}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{flag} {value}: not UTF-8 text; save it as UTF-8") from None
+    return text[:-1] if text.endswith("\n") else text
+
+
+def budget_of(tokens: int | None, minimum: int, close: str) -> Budget | None:
+    if tokens is None:
+        if minimum:
+            raise InputError("--reasoning-min needs --reasoning-budget")
+        return None
+    return Budget(tokens, minimum, close)
 
 
 def _print_version(version: Version, as_json: bool) -> None:
@@ -71,26 +90,42 @@ def ask_command(
     reasoning: Annotated[str | None, typer.Option(help="The reasoning to steer with: TEXT or @file.txt.")] = None,
     thread: Annotated[str | None, typer.Option(help="Add the version to this thread.")] = None,
     parent: Annotated[int | None, typer.Option(help="The version this one is edited from.")] = None,
-    chat: Chat = False,
+    continue_from: Annotated[str | None, typer.Option(
+        "--continue-from", help="A reasoning prefix (TEXT or @file.txt) the model continues, then responds.")] = None,
+    reasoning_budget: Annotated[int | None, typer.Option(
+        "--reasoning-budget", help="End the reasoning after N new tokens and make the model respond.")] = None,
+    reasoning_min: Annotated[int, typer.Option(
+        "--reasoning-min", help="With --reasoning-budget: a reasoning ending before N tokens goes on after 'Wait,'.")] = 0,
+    budget_close: Annotated[str, typer.Option(
+        "--budget-close", help="Phrase appended to a reasoning cut by the budget, before the response.")] = "",
+    chat: Chat = False, template: Template = "alpaca", role: Role = None, system: System = None,
     temperature: Temperature = 0.3, top_p: TopP = 0.9, top_k: TopK = 50, repetition_penalty: RepetitionPenalty = 1.1,
     max_new_tokens: MaxNewTokens = 256, seed: Seed = 0, stop: Stop = None,
     db: Db = "reasonry.db", device: Device = None, dtype: Dtype = "auto", as_json: JsonOut = False,
 ) -> None:
-    """Generate one steering version: a reasoning (and response), or a response from a given reasoning."""
+    """Generate one steering version: a reasoning (and response), a response from a given reasoning, or the rest
+    of a reasoning from a prefix (--continue-from)."""
     from reasonry.engines.registry import load_engine
 
     given = _reasoning_text(reasoning)
+    prefix = _reasoning_text(continue_from, "--continue-from")
+    if prefix is not None and given is not None:
+        raise InputError("give either --reasoning (a finished reasoning) or --continue-from (a prefix), not both")
+    if prefix is not None:
+        mode, given = mode or "continue", prefix
     mode = mode or ("special" if given else "reasoning")
+    budget = budget_of(reasoning_budget, reasoning_min, budget_close)
     params = sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, stop)
     spec = parse_model_spec(model)
     store = Store(db)
     try:
         with load_engine(spec, **engine_options(device=device, dtype=dtype)) as engine:
-            steerer = Steerer(store, {spec.label: engine}, chat=chat, params=params)
+            steerer = Steerer(store, {spec.label: engine}, chat=chat, params=params, template=template, role=role,
+                              system=system)
             live = not as_json and console.is_terminal
             version = None
             for piece in steerer.stream(spec.label, question, input_text, mode=mode, reasoning=given,
-                                        thread=thread, parent=parent):
+                                        thread=thread, parent=parent, budget=budget):
                 if isinstance(piece, Version):
                     version = piece
                 elif live:
@@ -122,7 +157,11 @@ def history_command(
         return
     table = Table(title=f"steering versions{f' of {thread}' if thread else ''}")
     for name in ("id", "thread", "from", "model", "mode", "edited", "accepted", "seconds", "tokens", "response"):
-        table.add_column(name, no_wrap=name != "response", overflow="ellipsis", max_width=60)
+        if name == "response":
+            table.add_column(name, overflow="ellipsis", no_wrap=True, ratio=1, min_width=10)
+        else:  # the id (what `steer accept` takes) and the thread never shrink away
+            table.add_column(name, no_wrap=True, min_width=len(name) if name != "id" else 4,
+                             overflow="fold" if name in ("id", "thread") else "ellipsis")
     for v in versions:
         table.add_row(str(v.id), v.thread, str(v.parent_id or ""), v.model, v.mode, "yes" if v.edited else "",
                       "✓" if v.accepted else "", f"{v.seconds or 0:.2f}", str(v.completion_tokens or 0),
@@ -155,7 +194,8 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Address to bind; anything but 127.0.0.1/localhost/::1 needs a token.")] = "127.0.0.1",
     token: Annotated[str | None, typer.Option(help="Access token (generated and printed when --host is not loopback).",
                                               envvar="REASONRY_TOKEN")] = None,
-    db: Db = "reasonry.db", chat: Chat = False,
+    db: Db = "reasonry.db", chat: Chat = False, template: Template = "alpaca", role: Role = None,
+    system: System = None,
     max_body: Annotated[int, typer.Option("--max-body", help="Largest request body in bytes.")] = 1 << 20,
     temperature: Temperature = 0.3, top_p: TopP = 0.9, top_k: TopK = 50, repetition_penalty: RepetitionPenalty = 1.1,
     max_new_tokens: MaxNewTokens = 256, seed: Seed = 0, stop: Stop = None,
@@ -184,7 +224,7 @@ def serve_command(
         store.close()
         raise
     params = sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, stop)
-    steerer = Steerer(store, engines, chat=chat, params=params)
+    steerer = Steerer(store, engines, chat=chat, params=params, template=template, role=role, system=system)
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}/"
     console.print(f"serving {', '.join(engines)} on {url} (db {db})", highlight=False)

@@ -277,6 +277,7 @@ def budgeted(engine: Engine, fmt: SteerFormat, question: str, input_text: str, p
     request = make_request(engine, call.prompt, call.messages, call.prefill, params)
     answer = yield from _streamed(engine, request, label)
     _, response = split_output(answer.text, "response")
+    answer.raw_text = reasoning + fmt.section_end + answer.text
     answer.prompt_tokens = prompt_tokens
     answer.completion_tokens += used
     info = {"reasoning_budget": budget.tokens, "reasoning_min": budget.minimum, "reasoning_tokens": used,
