@@ -389,5 +389,6 @@ def preference_pairs(store: Store) -> list[dict[str, Any]]:
             "question": chosen.question, "input": chosen.input,
             "chosen_reasoning": chosen.reasoning, "rejected_reasoning": rejected.reasoning,
             "chosen_id": chosen.id, "rejected_id": rejected.id, "thread": chosen.thread, "model": chosen.model,
+            "batch": chosen.params.get("batch"), "edit": chosen.params.get("edit"),
         })
     return pairs
