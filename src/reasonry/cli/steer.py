@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -32,6 +32,9 @@ from reasonry.errors import InputError
 from reasonry.prompts.roles import ROLES
 from reasonry.store import Store
 from reasonry.tasks.steer import MODES, Budget, Steerer, Version, accept, history
+
+if TYPE_CHECKING:
+    from reasonry.tasks.steer_batch import BatchReport, Edit
 
 steer_app = typer.Typer(no_args_is_help=True, help="Steer a response through its reasoning; every version is kept.")
 app.add_typer(steer_app, name="steer")
@@ -155,17 +158,16 @@ def history_command(
     if as_json:
         stdout.print_json(json.dumps([v.to_dict() for v in versions], ensure_ascii=False))
         return
-    table = Table(title=f"steering versions{f' of {thread}' if thread else ''}")
-    for name in ("id", "thread", "from", "model", "mode", "edited", "accepted", "seconds", "tokens", "response"):
-        if name == "response":
-            table.add_column(name, overflow="ellipsis", no_wrap=True, ratio=1, min_width=10)
-        else:  # the id (what `steer accept` takes) and the thread never shrink away
-            table.add_column(name, no_wrap=True, min_width=len(name) if name != "id" else 4,
-                             overflow="fold" if name in ("id", "thread") else "ellipsis")
+    table = Table(title=f"steering versions{f' of {thread}' if thread else ''}", expand=True)
+    names = ("id", "from", "mode", "edit", "ok", "s", "tok", "model", "thread", "response")
+    for name in names:  # the id (what `steer accept` takes) first and never shrunk; text columns share the rest
+        short = name not in ("model", "thread", "response")
+        table.add_column(name, no_wrap=short, min_width=len(name) if short else 6, overflow="fold",
+                         ratio=None if short else {"model": 1, "thread": 2, "response": 3}[name])
     for v in versions:
-        table.add_row(str(v.id), v.thread, str(v.parent_id or ""), v.model, v.mode, "yes" if v.edited else "",
-                      "✓" if v.accepted else "", f"{v.seconds or 0:.2f}", str(v.completion_tokens or 0),
-                      " ".join((v.response or "").split())[:60])
+        table.add_row(str(v.id), str(v.parent_id or ""), v.mode, "yes" if v.edited else "",
+                      "✓" if v.accepted else "", f"{v.seconds or 0:.1f}", str(v.completion_tokens or 0), v.model,
+                      v.thread, " ".join((v.response or "").split())[:120])
     stdout.print(table)
 
 
@@ -238,3 +240,119 @@ def serve_command(
         for engine in engines.values():
             engine.close()
         store.close()
+
+
+def _edit_of(prefix: str | None, template_edit: str | None, find: str | None, replace: str | None,
+             regex: bool) -> Edit:
+    from reasonry.tasks.steer_batch import Edit
+
+    given = [name for name, value in (("--prefix", prefix), ("--template-edit", template_edit), ("--find", find))
+             if value is not None]
+    if len(given) != 1:
+        raise InputError("give exactly one edit: --prefix TEXT, --template-edit TEXT|@file.j2, or --find TEXT "
+                         "--replace TEXT")
+    if find is not None:
+        if replace is None:
+            raise InputError("--find needs --replace (the text that takes its place; may be empty)")
+        return Edit("regex" if regex else "replace", find, replace)
+    if prefix is not None:
+        return Edit("prefix", _reasoning_text(prefix, "--prefix") or "")
+    return Edit("template", _reasoning_text(template_edit, "--template-edit") or "")
+
+
+def _print_report(report: BatchReport, as_json: bool, rows: int = 20) -> None:
+    from rich.table import Table
+
+    if as_json:
+        stdout.print_json(json.dumps(report.to_dict(), ensure_ascii=False))
+        return
+    table = Table(title=f"batch {report.batch_id} on run {report.run_id} ({report.model})")
+    for name in ("row", "changed", "response diff", "flags before", "flags after", "versions", "new response"):
+        table.add_column(name, no_wrap=name != "new response", overflow="ellipsis", max_width=60)
+    for row in report.per_row[:rows]:
+        table.add_row(row.row_id, "yes" if row.changed else "", f"-{row.response_diff['delete']} "
+                      f"+{row.response_diff['insert']}", ",".join(row.flags_before), ",".join(row.flags_after),
+                      f"{row.original_id}→{row.edited_id}", " ".join((row.response or "").split())[:60])
+    stdout.print(table)
+    if len(report.per_row) > rows:
+        stdout.print(f"... {len(report.per_row) - rows} more rows (--json lists all)", highlight=False)
+    stdout.print(report.headline(), highlight=False)
+
+
+@steer_app.command("batch")
+def batch_command(
+    run: Annotated[str, typer.Argument(help="The run whose reasonings are edited (id, prefix or 'last').")],
+    model: Model = ...,
+    prefix: Annotated[str | None, typer.Option(help="Put this text (or @file.txt) before every reasoning.")] = None,
+    template_edit: Annotated[str | None, typer.Option(
+        "--template-edit", help="Jinja text or @file.j2 over question, input, reasoning, response, row_id, model: "
+        "the new reasoning.")] = None,
+    find: Annotated[str | None, typer.Option(help="Text to replace in every reasoning.")] = None,
+    replace: Annotated[str | None, typer.Option(help="What --find becomes.")] = None,
+    regex: Annotated[bool, typer.Option("--regex", help="--find is a regular expression (--replace may use \\1).")] = False,
+    run_model: Annotated[str | None, typer.Option("--run-model", help="Which of the run's models' rows to edit "
+                                                                      "(default: all).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
+    note: Annotated[str | None, typer.Option(help="A note kept with the batch.")] = None,
+    chat: Chat = False, template: Template = "alpaca", role: Role = None, system: System = None,
+    temperature: Temperature = 0.3, top_p: TopP = 0.9, top_k: TopK = 50, repetition_penalty: RepetitionPenalty = 1.1,
+    max_new_tokens: MaxNewTokens = 256, seed: Seed = 0, stop: Stop = None,
+    db: Db = "reasonry.db", device: Device = None, dtype: Dtype = "auto", as_json: JsonOut = False,
+) -> None:
+    """Apply one reasoning edit to many rows of a run, regenerate their responses, and report what changed."""
+    from reasonry.engines.registry import load_engine
+    from reasonry.tasks.steer_batch import steer_batch
+    from reasonry.tasks.steer_formats import steer_format
+
+    edit = _edit_of(prefix, template_edit, find, replace, regex)
+    fmt = steer_format(template, chat=chat, role=role, system=system)
+    params = sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, stop)
+    spec = parse_model_spec(model)
+    store = Store.existing(db)
+    try:
+        with load_engine(spec, **engine_options(device=device, dtype=dtype)) as engine:
+            report = steer_batch(store, run, engine, edit, fmt=fmt, model=run_model, params=params, limit=limit,
+                                 label=spec.label, note=note)
+    finally:
+        store.close()
+    _print_report(report, as_json)
+
+
+@steer_app.command("batch-show")
+def batch_show_command(
+    batch: Annotated[str, typer.Argument(help="The batch (id, prefix or 'last').")] = "last",
+    rows: Annotated[int, typer.Option(help="Rows to list.")] = 50, db: Db = "reasonry.db", as_json: JsonOut = False,
+) -> None:
+    """Show a batch's per-row report and summary again."""
+    from reasonry.tasks.steer_batch import load_report
+
+    store = Store.existing(db)
+    try:
+        report = load_report(store, batch)
+    finally:
+        store.close()
+    _print_report(report, as_json, rows)
+
+
+@steer_app.command("batch-accept")
+def batch_accept_command(
+    batch: Annotated[str, typer.Argument(help="The batch (id, prefix or 'last').")] = "last",
+    all_rows: Annotated[bool, typer.Option("--all", help="Also rows whose response did not change.")] = False,
+    row: Annotated[list[str] | None, typer.Option("--row", help="Only this row id (repeatable).")] = None,
+    without_flag: Annotated[list[str] | None, typer.Option(
+        "--without-flag", help="Skip rows whose new version still has this flag (repeatable), e.g. leakage.")] = None,
+    db: Db = "reasonry.db", as_json: JsonOut = False,
+) -> None:
+    """Accept a batch's edited versions: SFT rows and DPO pairs (`reasonry export --steering`)."""
+    from reasonry.tasks.steer_batch import accept_batch
+
+    store = Store.existing(db)
+    try:
+        accepted = accept_batch(store, batch, changed_only=not all_rows, rows=row, without_flags=without_flag or ())
+    finally:
+        store.close()
+    if as_json:
+        stdout.print_json(json.dumps([v.id for v in accepted]))
+    else:
+        console.print(f"accepted {len(accepted)} versions: {', '.join(str(v.id) for v in accepted) or '-'}",
+                      highlight=False)

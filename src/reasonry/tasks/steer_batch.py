@@ -149,7 +149,7 @@ def steer_batch(store: Store, run: str, engine: Engine, edit: Edit, *, fmt: Stee
                 note: str | None = None) -> BatchReport:
     """Apply `edit` to the reasoning of every finished row of `run` (one model's column), regenerate the responses
     with `engine` in special mode and record both versions of each edited row; returns the report (also stored)."""
-    run_id = store.resolve_run(run)
+    run_id = store.resolve_run(run, "generate" if run in ("last", "latest") else None)
     params = params or SamplingParams()
     records = _records(store, run_id, model, limit)
     label = label or model or records[0]["model"]
