@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "reasonry.cli.debate",
     "reasonry.cli.ensemble",
     "reasonry.cli.steer",
+    "reasonry.cli.review",
     "reasonry.cli.data",
 ]
 for _module in COMMAND_MODULES:
