@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from reasonry.config import SamplingParams
 from reasonry.errors import InputError, ReasonryError
-from reasonry.tasks.steer import MODES, Steerer, Version, accept, get_version, history, threads
+from reasonry.tasks.steer import MODES, Budget, Steerer, Version, accept, get_version, history, threads
 from reasonry.web.diff import diff_stats, word_diff
 
 router = APIRouter(prefix="/api")
@@ -118,9 +118,14 @@ def _steer_options(body: dict[str, Any], steerer: Steerer) -> dict[str, Any]:
     if mode not in MODES:
         raise InputError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
     reasoning = _text(body, "reasoning") or None
-    if mode == "special" and not reasoning:
-        raise InputError("mode special needs a reasoning")
+    if mode in ("special", "continue") and not reasoning:
+        raise InputError(f"mode {mode} needs a reasoning")
+    budget = None
+    if body.get("reasoning_budget") not in (None, ""):
+        budget = Budget(int_value(body["reasoning_budget"], "reasoning_budget", low=1),
+                        int_value(body.get("reasoning_min") or 0, "reasoning_min"), _text(body, "budget_close"))
     return {
+        "budget": budget,
         "model": _text(body, "model") or None, "question": _text(body, "question"), "input_text": _text(body, "input"),
         "mode": mode, "reasoning": reasoning,
         "params": params_from(body.get("params"), steerer.params), "thread": _text(body, "thread") or None,
@@ -196,3 +201,57 @@ def diff(request: Request, a: int, b: int) -> dict[str, Any]:
     response, reasoning = word_diff(old.response, new.response), word_diff(old.reasoning, new.reasoning)
     return {"a": a, "b": b, "response": response, "reasoning": reasoning,
             "stats": {"response": diff_stats(response), "reasoning": diff_stats(reasoning)}}
+
+
+@router.get("/batch/runs")
+def batch_runs(request: Request) -> dict[str, Any]:
+    """Runs whose reasonings a batch can edit, newest first."""
+    store = steerer_of(request).store
+    return {"runs": [{"id": r["id"], "kind": r["kind"], "source": r.get("source"),
+                      "models": [m["label"] for m in store.run_models(r["id"])]}
+                     for r in store.list_runs(100) if r["kind"] in ("generate", "ensemble")]}
+
+
+@router.post("/batch")
+async def batch(request: Request) -> dict[str, Any]:
+    """Apply one reasoning edit to a run's rows and regenerate the responses: the batch report."""
+    from reasonry.tasks.steer_batch import Edit, steer_batch
+
+    steerer = steerer_of(request)
+    body = await json_body(request)
+    edit_body = body.get("edit")
+    if not isinstance(edit_body, dict):
+        raise InputError("edit must be an object {kind, text, replacement}")
+    edit = Edit(_text(edit_body, "kind"), _text(edit_body, "text"), _text(edit_body, "replacement"))
+    label, engine = steerer.engine(_text(body, "model") or None)
+    run = _text(body, "run") or "last"
+    limit = int_value(body["limit"], "limit", low=1) if body.get("limit") not in (None, "") else None
+    params = params_from(body.get("params"), steerer.params)
+
+    def work() -> dict[str, Any]:
+        with steerer.locks[label]:
+            return steer_batch(steerer.store, run, engine, edit, fmt=steerer.format_of(label),
+                               model=_text(body, "run_model") or None, params=params, limit=limit,
+                               label=label).to_dict()
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/batch/{batch_id}")
+def batch_report(request: Request, batch_id: str) -> dict[str, Any]:
+    from reasonry.tasks.steer_batch import load_report
+
+    return load_report(steerer_of(request).store, batch_id).to_dict()
+
+
+@router.post("/batch/{batch_id}/accept")
+async def batch_accept(request: Request, batch_id: str) -> dict[str, Any]:
+    from reasonry.tasks.steer_batch import accept_batch
+
+    body = await json_body(request)
+    flags = body.get("without_flags") or []
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise InputError("without_flags must be a list of flag names")
+    accepted = accept_batch(steerer_of(request).store, batch_id, changed_only=not body.get("all"),
+                            without_flags=flags)
+    return {"accepted": [v.id for v in accepted]}
