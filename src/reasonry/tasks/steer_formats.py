@@ -102,7 +102,8 @@ class SteerFormat:
 
     def _before(self, question: str, input_text: str) -> str:
         """The head a given reasoning follows: without trailing spaces (phi2's head ends in its indentation)."""
-        return self.head(question, input_text).rstrip(" \t")
+        head = self.head(question, input_text)
+        return head if self.slot else head.rstrip(" \t")
 
     @staticmethod
     def _messages(question: str, input_text: str) -> list[dict[str, str]]:
