@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reasonry.config import SamplingParams, parse_model_spec
-from reasonry.engines.base import Engine, Request, Result
+from reasonry.engines.base import Engine, Result
 from reasonry.errors import ConfigError, InputError
 from reasonry.store import Store
 from reasonry.tasks.steer import Budget, Steerer, preference_pairs
