@@ -206,3 +206,24 @@ def test_review_round_trip_through_excel(engine, run_db, tmp_path: Path) -> None
     book.save(book_path)
     with pytest.raises(InputError, match="row 4, column verdict"):
         import_review(store, book_path)
+
+
+def test_generate_budget_sweep_writes_one_column_per_budget(tiny_model: Path, tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    from reasonry.tasks.budget_sweep import parse_budgets
+    from reasonry.tasks.generate import GenerateConfig, generate
+
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"seq": 1, "question": PEARS, "input": ""}), encoding="utf-8")
+    store = Store(tmp_path / "sweep.db")
+    config = GenerateConfig(template="alpaca-reasoning", params=SamplingParams(max_new_tokens=16),
+                            reasoning_budgets=parse_budgets("8, 4"))
+    summary = generate(questions, [f"hf:{tiny_model}"], store=store, config=config, out=tmp_path / "out.xlsx")
+    records = {r["column"]: r for r in store.run_records(summary["run_id"], columns=None)}
+    assert set(records) == {"", "budget 4", "budget 8"}
+    assert records["budget 4"]["completion_tokens"] <= 4 + 16 and records["budget 4"]["reasoning"]
+    header = [c.value for c in load_workbook(tmp_path / "out.xlsx").active[1]]
+    assert header.index("budget 4") + 1 == header.index("budget 8")
+    with pytest.raises(ConfigError):
+        parse_budgets("64,abc")
