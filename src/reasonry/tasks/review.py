@@ -165,16 +165,18 @@ def import_review(store: Store, path: str | Path, *, engine: Engine | None = Non
     for run_id in {row["run_id"] for row in reviewed}:
         store.get_run(run_id)
         records.update({(run_id, r["row_index"], r["model"]): r for r in store.run_records(run_id)})
+    for row in reviewed:
+        if (row["run_id"], row["row_index"], row.get("model", "")) not in records:
+            raise InputError(f"{path} row {row['sheet_row']}: no result for run {row['run_id']} row "
+                             f"{row['row_index']} model {row.get('model')!r} in the database; import into the --db "
+                             "the workbook was exported from")
     counts: Counter[str] = Counter()
     accepted: list[Version] = []
     pairs: list[tuple[Version, Version]] = []
     responses = _regenerate(reviewed, engine, fmt, params or SamplingParams()) if engine is not None else {}
     for row in reviewed:
         key = (row["run_id"], row["row_index"], row.get("model", ""))
-        record = records.get(key)
-        if record is None:
-            raise InputError(f"{path} row {row['sheet_row']}: no result {key} in the database; import into the "
-                             "--db the workbook was exported from")
+        record = records[key]
         source = {"run": row["run_id"], "row_index": row["row_index"], "row_id": record["row_id"],
                   "review": Path(path).name, "key": record["request_key"]}
         original = record_version(
