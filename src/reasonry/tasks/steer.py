@@ -1,14 +1,18 @@
 """Steering: generate a reasoning, edit it, regenerate the response from it, keep every version.
 
-Modes (seed 003): `reasoning` (alpaca-reasoning: the model writes the reasoning, then usually a response),
-`special` (alpaca-special: a given reasoning, the model writes the response; chat models get it prefilled
-inside `<think>`), `vanilla` (alpaca-vanilla: straight to the response, for comparison).
+Modes (seed 003): `reasoning` (the model writes the reasoning, then usually a response), `special` (a given
+reasoning, the model writes the response; chat models get it prefilled inside `<think>`), `continue` (a
+reasoning prefix the model continues, then responds), `vanilla` (straight to the response, for comparison).
+Any prompt format with a reasoning section works (tasks/steer_formats.py: alpaca, phi2, user .j2, chat);
+`budget=Budget(N)` ends the reasoning after N tokens and asks for the response (two calls, any engine).
 
 Python API::
 
     steerer = Steerer(Store("reasonry.db"), {"qwen": load_engine(parse_model_spec("hf:Qwen/..."))})
     first = steerer.run("qwen", "How many fruits ...?")
     fixed = steerer.run("qwen", first.question, mode="special", reasoning=edited_text, parent=first.id)
+    more = steerer.run("qwen", "", mode="continue", reasoning="Books are not fruit, so", parent=first.id)
+    short = steerer.run("qwen", first.question, budget=Budget(128, minimum=32, close=" Time to answer."))
     steerer.accept(fixed.id)
     pairs = preference_pairs(steerer.store)
 """
