@@ -255,7 +255,7 @@ def test_batch_steering_page(browser_page, server: dict) -> None:
     page = browser_page
     page.goto(server["url"] + "/steer/batch")
     expect(page.locator("#run option")).not_to_have_count(0)
-    page.fill("#run-model", "tiny")
+    page.select_option("#run-model", "tiny")
     page.select_option("#kind", "prefix")
     page.fill("#edit-text", "Books are not fruit. " + PAYLOAD + " ")
     page.fill("#p-max_new_tokens", "8")

@@ -81,6 +81,18 @@ async function acceptRows(withoutFlags) {
   }
 }
 
+function showRunModels(runs) {
+  const run = runs.find((r) => r.id === $("#run").value);
+  const select = $("#run-model");
+  select.replaceChildren(el("option", "all models of the run"));
+  select.firstChild.value = "";
+  for (const model of run ? run.models : []) {
+    const option = el("option", model);
+    option.value = model;
+    select.appendChild(option);
+  }
+}
+
 async function init() {
   $("#batch-form").addEventListener("submit", runBatch);
   $("#accept-changed").addEventListener("click", () => acceptRows([]));
@@ -93,6 +105,8 @@ async function init() {
       $("#run").appendChild(option);
     }
     if (!data.runs.length) setStatus("No generate run in this database yet.", true);
+    $("#run").addEventListener("change", () => showRunModels(data.runs));
+    showRunModels(data.runs);
   } catch (error) {
     setStatus(error.message, true);
   }
