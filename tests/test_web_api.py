@@ -244,6 +244,11 @@ CHAT = [{"role": "user", "content": "hi"}]
         ("/api/steer", {"question": "q?", "thread": ["x"]}, "thread must be a string"),
         ("/api/steer", {"question": "q?", "mode": "special", "reasoning": 5}, "reasoning must be a string"),
         ("/api/steer", {"question": "q?", "mode": "special"}, "mode special needs a reasoning"),
+        ("/api/steer", {"question": "q?", "mode": "continue"}, "mode continue needs a reasoning"),
+        ("/api/steer", {"question": "q?", "reasoning_budget": 0}, "reasoning_budget must be between 1"),
+        ("/api/steer", {"question": "q?", "reasoning_budget": 4, "reasoning_min": 9}, "--reasoning-min must be"),
+        ("/api/batch", {"edit": {"kind": "nope", "text": "x"}}, "edit kind 'nope'"),
+        ("/api/batch", {"edit": "x"}, "edit must be an object"),
         ("/api/steer", {"question": "q?", "params": {"seed": 1e30}}, "out of range"),
         ("/api/steer/stream", {"question": "q?", "mode": "special", "reasoning": 5}, "reasoning must be a string"),
         ("/api/steer/stream", {"question": "q?", "parent": 7}, "steering version 7 not found"),
@@ -268,6 +273,20 @@ def test_bad_input_is_a_one_line_400(tmp_path: Path, path: str, body: dict, mess
     error = reply.json()["error"]["message"]
     assert message in error and "\n" not in error and str(tmp_path) not in error
     assert engine.seen == []
+
+
+def test_continue_and_budget_through_the_steer_api(tmp_path: Path) -> None:
+    client, engine = _FakeEngine.app(tmp_path)
+    reply = client.post("/api/steer", headers=WRITE, content=json.dumps(
+        {"question": "q?", "mode": "continue", "reasoning": "Books are"}))
+    assert reply.status_code == 200, reply.text
+    assert engine.seen[-1].prompt.endswith("### Reasoning:\nBooks are")
+    assert reply.json()["mode"] == "continue" and reply.json()["params"]["prefix"] == "Books are"
+    reply = client.post("/api/steer", headers=WRITE, content=json.dumps({"question": "q?", "reasoning_budget": 5}))
+    assert reply.status_code == 200, reply.text
+    first, second = engine.seen[-2:]
+    assert first.params.max_new_tokens == 5 and second.prompt.endswith("### Response:\n")
+    assert reply.json()["params"]["reasoning_budget"] == 5
 
 
 def test_max_tokens_maps_to_max_new_tokens(tmp_path: Path) -> None:

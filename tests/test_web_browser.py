@@ -221,3 +221,55 @@ def test_debates_page(browser_page, server: dict) -> None:
     page.locator("details").first.evaluate("d => d.open = true")
     _assert_inert(page)
     page.screenshot(path=str(SHOTS / "debates.png"), full_page=True)
+
+
+def test_steer_reasoning_typed_first_and_continue_from_cursor(browser_page, server: dict) -> None:
+    page = browser_page
+    page.goto(server["url"] + "/steer")
+    page.click("#new-thread")
+    page.fill("#question", QUESTION)
+    page.fill("#given-reasoning", "Books are not fruit. " + PAYLOAD)
+    page.click("#continue-given")  # a reasoning typed before any generation: the model continues it
+    expect(page.locator("#versions tbody tr")).to_have_count(1)
+    column = page.locator(".column").first
+    expect(column.locator(".meta")).to_contain_text("continue")
+    first_id = int(page.locator("#versions tbody tr").first.get_attribute("data-id"))
+    area = column.locator("textarea.reasoning")
+    assert area.input_value().startswith("Books are not fruit. " + PAYLOAD)
+    area.evaluate("a => { a.focus(); a.setSelectionRange(20, 20); }")  # cursor after "Books are not fruit."
+    column.locator(".continue").click()
+    expect(page.locator("#versions tbody tr")).to_have_count(2)
+    thread = page.evaluate("new URLSearchParams(location.search).get('thread')")
+    versions = httpx.get(f"{server['url']}/api/threads/{thread}").json()["versions"]
+    assert versions[1]["mode"] == "continue" and versions[1]["params"]["prefix"] == "Books are not fruit."
+    assert versions[1]["parent_id"] == first_id and versions[1]["reasoning"].startswith("Books are not fruit.")
+    page.fill("#given-reasoning", "Only 4 pears exist.")
+    page.click("#from-reasoning")
+    expect(page.locator("#versions tbody tr")).to_have_count(3)
+    expect(page.locator(".column").first.locator(".meta")).to_contain_text("special")
+    expect(page.locator("#threads .thread-meta").first).to_contain_text(thread[-4:])
+    _assert_inert(page)
+
+
+def test_batch_steering_page(browser_page, server: dict) -> None:
+    page = browser_page
+    page.goto(server["url"] + "/steer/batch")
+    expect(page.locator("#run option")).not_to_have_count(0)
+    page.select_option("#run-model", "tiny")
+    page.select_option("#kind", "prefix")
+    page.fill("#edit-text", "Books are not fruit. " + PAYLOAD + " ")
+    page.fill("#p-max_new_tokens", "8")
+    page.click("#run-batch")
+    expect(page.locator("#rows tbody tr")).to_have_count(3)
+    assert page.locator("#headline").inner_text().startswith("the edit changed")
+    assert PAYLOAD in page.locator("#rows tbody").inner_text()
+    _assert_inert(page)
+    page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)
+    page.click("#accept-changed")
+    expect(page.locator("#status")).to_contain_text("Accepted")
+    batch_id = page.locator("#batch-id").inner_text().split()[1]
+    report = httpx.get(f"{server['url']}/api/batch/{batch_id}").json()
+    assert report["edited"] == 3 and len(report["per_row"]) == 3
+    accepted = [r["edited_id"] for r in report["per_row"] if r["changed"]]
+    for version_id in accepted:
+        assert httpx.get(f"{server['url']}/api/versions/{version_id}").json()["accepted"]

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "reasonry.cli.debate",
     "reasonry.cli.ensemble",
     "reasonry.cli.steer",
+    "reasonry.cli.review",
     "reasonry.cli.data",
     "reasonry.cli.models",
 ]

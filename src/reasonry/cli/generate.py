@@ -72,9 +72,13 @@ def generate_command(
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="ray: cluster to join (default RAY_ADDRESS, else a local cluster).")] = None,
     replicas: Annotated[int, typer.Option(help="ray: engine replicas (actors), each loading the model once.")] = 1,
     gpus_per_replica: Annotated[float, typer.Option("--gpus-per-replica", help="ray: GPUs each replica reserves.")] = 0,
+    reasoning_budget: Annotated[str | None, typer.Option("--reasoning-budget", help="Budget sweep, e.g. 64,128,256: one "
+                                                         "more column per budget, the reasoning cut at N tokens.")] = None,
     as_json: JsonOut = False,
 ) -> None:
     """Generate reasoning (and responses) for every question with every model; cached and resumable."""
+    from reasonry.tasks.budget_sweep import parse_budgets
+
     specs = [parse_model_spec(m, base_url=base_url) for m in model]
     config = GenerateConfig(
         template=template, role=role, system=system, chat=chat, samples=samples, refresh=refresh, language=language,
@@ -84,6 +88,7 @@ def generate_command(
             merge_adapter=merge_adapter, batch_size=batch_size, batching=batching, api_key_env=api_key_env,
             concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout, tensor_parallel_size=tensor_parallel_size),
         executor=executor, ray_address=ray_address, replicas=replicas, gpus_per_replica=gpus_per_replica,
+        reasoning_budgets=parse_budgets(reasoning_budget) if reasoning_budget else (),
     )
     sheet_value: str | int | None = int(sheet) if sheet is not None and sheet.isdigit() else sheet
     summary = generate(

@@ -49,6 +49,11 @@ class SteeringMixin(StoreBase):
             " JOIN steer_versions v ON v.id=t.first_id ORDER BY t.updated_at DESC LIMIT ?", (limit,))
         return [dict(r) for r in rows]
 
+    def batch_version_rows(self, batch_id: str) -> list[sqlite3.Row]:
+        """The steering versions a batch recorded (originals and edits), oldest first."""
+        return self._all("SELECT * FROM steer_versions WHERE json_extract(params, '$.batch')=? ORDER BY id",
+                         (batch_id,))
+
     def set_accepted(self, version_id: int, accepted: bool) -> None:
         with self.transaction() as conn:
             conn.execute("UPDATE steer_versions SET accepted=? WHERE id=?", (int(accepted), version_id))

@@ -45,6 +45,8 @@ class GenerateConfig:
     ray_address: str | None = None
     replicas: int = 1
     gpus_per_replica: float = 0
+    reasoning_budgets: tuple[int, ...] = ()  # a budget sweep: one extra column per budget (tasks/budget_sweep.py)
+    budget_close: str = ""
 
 
 @dataclass
@@ -182,6 +184,8 @@ def generate(
                             on_chunk=(lambda chunk: _store_inputs(store, run_id, chunk)) if index == 0 else None,
                             read=task.format_output)
                         rows = rows or counts.requests // config.samples
+                        if config.reasoning_budgets:
+                            _sweep(store, run_id, engine, label, config)
                         total.add(counts)
                         if reporter:
                             reporter.finish()
@@ -196,6 +200,14 @@ def generate(
     if own_store:
         store.close()
     return summary
+
+
+def _sweep(store: Store, run_id: str, engine: Engine, label: str, config: GenerateConfig) -> None:
+    from reasonry.tasks.budget_sweep import sweep_budgets
+    from reasonry.tasks.steer_formats import steer_format
+
+    fmt = steer_format(config.template, chat=config.chat, role=config.role, system=config.system)
+    sweep_budgets(store, run_id, engine, label, fmt, config.reasoning_budgets, config.params, close=config.budget_close)
 
 
 def open_engine(spec: ModelSpec, config: GenerateConfig) -> Engine:

@@ -40,6 +40,7 @@ FIELD_MESSAGES = {  # fields whose type is a union: one message instead of one p
     "prompt": "prompt must be a string (one prompt per request)",
     "messages": "messages must be a non-empty list of {role, content} with string content",
     "params": "params must be an object",
+    "edit": "edit must be an object {kind, text, replacement}",
 }
 
 
@@ -83,15 +84,50 @@ class SteerBody(BaseModel):
     thread: Text = None
     params: dict[str, Any] | None = None
     parent: Annotated[Whole, Field(ge=1, le=MAX_INT)] = None
+    reasoning_budget: Annotated[Whole, Field(ge=1, le=MAX_INT)] = None
+    reasoning_min: Annotated[Whole, Field(ge=0, le=MAX_INT)] = None
+    budget_close: Text = None
 
     @model_validator(mode="after")
     def _mode(self) -> SteerBody:
         self.mode = self.mode or "reasoning"
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r}: choose one of {', '.join(MODES)}")
-        if self.mode == "special" and not self.reasoning:
-            raise ValueError("mode special needs a reasoning")
+        if self.mode in ("special", "continue") and not self.reasoning:
+            raise ValueError(f"mode {self.mode} needs a reasoning")
         return self
+
+
+class EditBody(BaseModel):
+    """One reasoning edit of a batch: prefix, template, replace or regex."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Text = None
+    text: Text = None
+    replacement: Text = None
+
+
+class BatchBody(BaseModel):
+    """POST /api/batch."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    edit: EditBody
+    model: Text = None
+    run: Text = None
+    run_model: Text = None
+    limit: Annotated[Whole, Field(ge=1, le=MAX_INT)] = None
+    params: dict[str, Any] | None = None
+
+
+class BatchAcceptBody(BaseModel):
+    """POST /api/batch/{id}/accept."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    without_flags: list[StrictStr] = []
+    all: bool = False
 
 
 class OpenAIBody(BaseModel):

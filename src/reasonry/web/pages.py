@@ -56,6 +56,12 @@ def steer_page(request: Request) -> HTMLResponse:
     return render("steer.html", page="steer", models=steerer.models, params=steerer.params.to_dict())
 
 
+@router.get("/steer/batch")
+def steer_batch_page(request: Request) -> HTMLResponse:
+    steerer = request.app.state.steerer
+    return render("steer_batch.html", page="batch", models=steerer.models, params=steerer.params.to_dict())
+
+
 @router.get("/runs")
 def runs_page(request: Request, page: str | None = None) -> HTMLResponse:
     number = _page(page)

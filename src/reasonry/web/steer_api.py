@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from reasonry.config import SamplingParams
 from reasonry.errors import InputError, ReasonryError
-from reasonry.tasks.steer import Steerer, Version, accept, get_version, history, threads
-from reasonry.web.bodies import MAX_INT, SteerBody, read_body
+from reasonry.tasks.steer import Budget, Steerer, Version, accept, get_version, history, threads
+from reasonry.web.bodies import MAX_INT, BatchAcceptBody, BatchBody, SteerBody, read_body
 from reasonry.web.diff import diff_stats, word_diff
 
 router = APIRouter(prefix="/api")
@@ -94,7 +94,11 @@ async def json_body(request: Request) -> dict[str, Any]:
 def _steer_options(body: dict[str, Any], steerer: Steerer) -> dict[str, Any]:
     """Every field checked up front, so a bad one is a 400 before anything is generated or streamed."""
     fields = read_body(SteerBody, body)
+    budget = None
+    if fields.reasoning_budget is not None:
+        budget = Budget(fields.reasoning_budget, fields.reasoning_min or 0, fields.budget_close or "")
     return {
+        "budget": budget,
         "model": fields.model or None, "question": fields.question or "", "input_text": fields.input or "",
         "mode": fields.mode, "reasoning": fields.reasoning or None,
         "params": params_from(fields.params, steerer.params), "thread": fields.thread or None,
@@ -170,3 +174,50 @@ def diff(request: Request, a: int, b: int) -> dict[str, Any]:
     response, reasoning = word_diff(old.response, new.response), word_diff(old.reasoning, new.reasoning)
     return {"a": a, "b": b, "response": response, "reasoning": reasoning,
             "stats": {"response": diff_stats(response), "reasoning": diff_stats(reasoning)}}
+
+
+@router.get("/batch/runs")
+def batch_runs(request: Request) -> dict[str, Any]:
+    """Runs whose reasonings a batch can edit, newest first."""
+    store = steerer_of(request).store
+    return {"runs": [{"id": r["id"], "kind": r["kind"], "source": r.get("source"),
+                      "models": [m["label"] for m in store.run_models(r["id"])]}
+                     for r in store.list_runs(100) if r["kind"] in ("generate", "ensemble")]}
+
+
+@router.post("/batch")
+async def batch(request: Request) -> dict[str, Any]:
+    """Apply one reasoning edit to a run's rows and regenerate the responses: the batch report."""
+    from reasonry.tasks.steer_batch import Edit, steer_batch
+
+    steerer = steerer_of(request)
+    fields = read_body(BatchBody, await json_body(request))
+    edit = Edit(fields.edit.kind or "", fields.edit.text or "", fields.edit.replacement or "")
+    label, engine = steerer.engine(fields.model or None)
+    run = fields.run or "last"
+    params = params_from(fields.params, steerer.params)
+
+    def work() -> dict[str, Any]:
+        with steerer.locks[label]:
+            return steer_batch(steerer.store, run, engine, edit, fmt=steerer.format_of(label),
+                               model=fields.run_model or None, params=params, limit=fields.limit,
+                               label=label).to_dict()
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/batch/{batch_id}")
+def batch_report(request: Request, batch_id: str) -> dict[str, Any]:
+    from reasonry.tasks.steer_batch import load_report
+
+    return load_report(steerer_of(request).store, batch_id).to_dict()
+
+
+@router.post("/batch/{batch_id}/accept")
+async def batch_accept(request: Request, batch_id: str) -> dict[str, Any]:
+    from reasonry.tasks.steer_batch import accept_batch
+
+    fields = read_body(BatchAcceptBody, await json_body(request))
+    accepted = accept_batch(steerer_of(request).store, batch_id, changed_only=not fields.all,
+                            without_flags=fields.without_flags)
+    return {"accepted": [v.id for v in accepted]}

@@ -86,6 +86,7 @@ function column(model) {
   $(".col-model", node).textContent = model;
   const col = { model, node, version: null };
   $(".regen", node).addEventListener("click", () => regenerate(col));
+  $(".continue", node).addEventListener("click", () => continueFromCursor(col));
   $(".accept", node).addEventListener("click", () => col.version && toggleAccept(col.version));
   $("#columns").appendChild(node);
   state.columns.set(model, col);
@@ -125,7 +126,9 @@ async function runOne(col, body, label) {
   live.hidden = false;
   live.textContent = "";
   setStatus(label + " with " + col.model + "…");
-  const version = await streamSteer({ ...body, model: col.model, params: params() }, (text) => {
+  const budget = $("#budget").value;
+  const extra = budget && (body.mode === "reasoning" || body.mode === "continue") ? { reasoning_budget: budget } : {};
+  const version = await streamSteer({ ...body, ...extra, model: col.model, params: params() }, (text) => {
     live.appendChild(document.createTextNode(text));
     live.scrollTop = live.scrollHeight;
   });
@@ -134,16 +137,25 @@ async function runOne(col, body, label) {
   return version;
 }
 
+const LABELS = { vanilla: "Vanilla response", reasoning: "Reasoning", special: "Response from the reasoning",
+  continue: "Continuing the reasoning" };
+
 async function generate(mode) {
   const question = $("#question").value;
   if (!question.trim()) { setStatus("Write a question first.", true); return; }
+  const reasoning = $("#given-reasoning").value;
+  if ((mode === "special" || mode === "continue") && !reasoning.trim()) {
+    setStatus("Type a reasoning (or its first steps) first.", true);
+    return;
+  }
   const models = selectedModels();
   if (!models.length) { setStatus("Choose a model.", true); return; }
   setBusy(true);
   try {
     for (const model of models) {
-      await runOne(column(model), { question, input: $("#input").value, mode, thread: state.thread },
-        mode === "vanilla" ? "Vanilla response" : "Reasoning");
+      const body = { question, input: $("#input").value, mode, thread: state.thread };
+      if (mode === "special" || mode === "continue") body.reasoning = reasoning;
+      await runOne(column(model), body, LABELS[mode]);
     }
     setStatus("Done.");
     await refresh();
@@ -165,6 +177,28 @@ async function regenerate(col) {
       input: $("#input").value || (parent ? parent.input : ""),
       mode: "special", reasoning, thread: state.thread, parent: parent ? parent.id : null,
     }, "Response from the edited reasoning");
+    setStatus("Done.");
+    await refresh();
+    if (parent) await showDiff(parent.id, version.id);
+  } catch (error) {
+    setStatus(error.message, true);
+  } finally {
+    setBusy(false);
+  }
+}
+
+async function continueFromCursor(col) {
+  const area = $(".reasoning", col.node);
+  const prefix = area.value.slice(0, area.selectionStart);
+  if (!prefix.trim()) { setStatus("Place the cursor after the part of the reasoning to keep.", true); return; }
+  const parent = col.version;
+  setBusy(true);
+  try {
+    const version = await runOne(col, {
+      question: $("#question").value || (parent ? parent.question : ""),
+      input: $("#input").value || (parent ? parent.input : ""),
+      mode: "continue", reasoning: prefix, thread: state.thread, parent: parent ? parent.id : null,
+    }, LABELS.continue);
     setStatus("Done.");
     await refresh();
     if (parent) await showDiff(parent.id, version.id);
@@ -254,7 +288,12 @@ async function loadThreads() {
     const item = el("li");
     const link = el("a", thread.question.slice(0, 80) || "(empty)");
     link.href = "/steer?thread=" + encodeURIComponent(thread.thread);
-    link.title = thread.versions + " versions" + (thread.accepted ? ", " + thread.accepted + " accepted" : "");
+    link.title = thread.thread;
+    const when = new Date(thread.updated_at * 1000);
+    const details = [when.toLocaleString(), thread.versions + (thread.versions === 1 ? " version" : " versions")];
+    if (thread.accepted) details.push(thread.accepted + " accepted");
+    details.push(thread.thread.slice(-4));  // threads on the same question still differ here
+    link.appendChild(el("small", details.join(" · "), "thread-meta"));
     if (thread.thread === state.thread) link.className = "current";
     item.appendChild(link);
     list.appendChild(item);
@@ -295,6 +334,7 @@ function newThread() {
   $("#columns").replaceChildren();
   $("#question").value = "";
   $("#input").value = "";
+  $("#given-reasoning").value = "";
   for (const id of ["#diff-reasoning", "#diff-response", "#diff-stats"]) $(id).replaceChildren();
   delete $("#diff-a").dataset.chosen;
   renderVersions();
@@ -304,6 +344,8 @@ function newThread() {
 function init() {
   $("#ask-form").addEventListener("submit", (event) => { event.preventDefault(); generate("reasoning"); });
   $("#vanilla").addEventListener("click", () => generate("vanilla"));
+  $("#from-reasoning").addEventListener("click", () => generate("special"));
+  $("#continue-given").addEventListener("click", () => generate("continue"));
   $("#new-thread").addEventListener("click", newThread);
   $("#diff-button").addEventListener("click", () => {
     $("#diff-a").dataset.chosen = "1";
