@@ -105,11 +105,15 @@ class AdaptiveConcurrency:
     round-trip while answers come back clean, never above `ceiling`.
 
     Each request takes a ticket (the limit's epoch) when it starts; only a request started after the last
-    decrease can cause another, so one burst of 429s counts as one signal.
+    decrease can cause another, so one burst of 429s counts as one signal. The level that overloaded the
+    server is remembered: the limit climbs back to just below it at the normal pace, then probes past it ten
+    times slower; one clean round-trip above it means the server raised its limit: the level is forgotten and
+    the limit grows by one per answer (doubling each round-trip) until the next overload.
     """
 
-    LATENCY_WARMUP = 20  # answers seen before rising latency may lower the limit
-    EWMA = 0.2
+    LATENCY_WARMUP = 40  # answers seen before rising latency may lower the limit
+    EWMA = 0.05  # about the last 20 answers: one long or short answer is noise, not a trend
+    PROBE = 0.1  # growth above the last overloaded level, relative to the normal pace
 
     def __init__(self, ceiling: int, *, decrease: float = 0.75, latency_tolerance: float = 2.0) -> None:
         self.ceiling = ceiling
@@ -120,6 +124,9 @@ class AdaptiveConcurrency:
         self.epoch = 0
         self.overloads = 0
         self.decreases = 0
+        self.known_max: int | None = None
+        self._clean_above = 0
+        self._fast = False
         self._recent: float | None = None
         self._best: float | None = None
         self._samples = 0
@@ -141,18 +148,34 @@ class AdaptiveConcurrency:
             self.in_flight -= 1
             if overloaded:
                 self.overloads += 1
-                self._lower(ticket, "the server is overloaded (429/503)")
+                if ticket == self.epoch:
+                    self.known_max = max(1, self.allowed - 1)
+                    self._clean_above, self._fast = 0, False
+                    self._lower("the server is overloaded (429/503)")
             elif latency_s is not None:
-                if self._latency_rose(latency_s / max(1, tokens)):
-                    self._lower(ticket, "latency per token rose")
+                rose = self._latency_rose(latency_s / max(1, tokens))
+                if not rose and self._samples > self.LATENCY_WARMUP // 4:  # hold while a new limit settles
+                    self._grow()
+                elif ticket == self.epoch and self._samples > self.LATENCY_WARMUP:
+                    self._lower("latency per token rose")
                     self._recent, self._samples = self._best, 0  # judge the new limit on fresh answers
-                else:
-                    self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
             self._changed.notify_all()
 
-    def _lower(self, ticket: int, why: str) -> None:
-        if ticket != self.epoch:
-            return
+    def _grow(self) -> None:
+        step = 1.0 if self._fast else 1.0 / self.limit
+        if self.known_max is not None:
+            if self.allowed > self.known_max:
+                self._clean_above += 1
+                if self._clean_above >= self.allowed:
+                    self.known_max, self._clean_above, self._fast = None, 0, True
+            if self.known_max is not None:
+                if self.limit < self.known_max:
+                    step = min(step, self.known_max - self.limit)
+                else:
+                    step *= self.PROBE
+        self.limit = min(float(self.ceiling), self.limit + step)
+
+    def _lower(self, why: str) -> None:
         self.epoch += 1
         self.decreases += 1
         before = self.allowed
@@ -166,4 +189,4 @@ class AdaptiveConcurrency:
         self._recent = recent
         # The best drifts up slowly, so a lasting change in the work (longer prompts) stops counting as a rise.
         self._best = recent if self._best is None else min(recent, self._best * 1.01)
-        return self._samples > self.LATENCY_WARMUP and recent > self.latency_tolerance * self._best
+        return recent > self.latency_tolerance * self._best
