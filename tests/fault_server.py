@@ -1,7 +1,8 @@
 """Test servers: an OpenAI-compatible aiohttp server that fails on purpose, and `transformers serve`.
 
 Faults are chosen by the request text: `FAULT:<kind>:<n>` fails the first n attempts of that text with <kind>
-(r429, r429date, r500, hang, drop, badjson, r400, echo401). Attempts, Authorization headers and the largest
+(r429, r429date, r500, hang, drop, badjson, r400, echo401; for stream requests also: jsonbody (a plain JSON
+answer), dropmid (the connection dies after a few pieces), emptystream (only [DONE]), htmlstream). Attempts, Authorization headers and the largest
 number of requests in flight are counted server-side.
 """
 
@@ -28,6 +29,7 @@ import httpx
 from aiohttp import web
 
 FAULT = re.compile(r"FAULT:(\w+):(\d+)")
+STREAM_FAULTS = ("jsonbody", "dropmid", "emptystream", "htmlstream")
 HANG_S = 3.0
 
 
@@ -118,6 +120,8 @@ class FaultServer:
                 await asyncio.sleep(self.delay_s)
             match = FAULT.search(text)
             if match and attempt <= int(match.group(2)):
+                if body.get("stream") and match.group(1) in STREAM_FAULTS:
+                    return await self._stream_fault(match.group(1), request, body, text)
                 return await self._fault(match.group(1), request)
             if body.get("stream"):
                 return await self._stream(request, body, text)
@@ -137,7 +141,7 @@ class FaultServer:
         if kind == "hang":
             await asyncio.sleep(HANG_S)
             return web.json_response({"error": "too late"}, status=500)
-        if kind == "drop":
+        if kind in ("drop", "dropmid"):  # dropmid without stream: the connection dies before any answer
             assert request.transport is not None
             request.transport.abort()
             return web.Response()
@@ -161,6 +165,24 @@ class FaultServer:
         else:
             choice = {"index": 0, "text": f"{answer}", "finish_reason": "length"}
         return {"id": "x", "object": "completion", "model": body["model"], "choices": [choice], "usage": usage}
+
+    async def _stream_fault(self, kind: str, request: web.Request, body: dict[str, Any],
+                            text: str) -> web.StreamResponse:
+        if kind == "jsonbody":
+            return web.json_response(self._success(request.path, body, text))
+        if kind == "htmlstream":
+            return web.Response(text="<html>proxy error page</html>", content_type="text/html")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        if kind == "emptystream":
+            await response.write(b"data: [DONE]\n\n")
+            return response
+        chunk = {"choices": [{"index": 0, "delta": {"content": "partial "}, "finish_reason": None}]}
+        await response.write(f"data: {json.dumps(chunk)}\n\n".encode() * 3)
+        await asyncio.sleep(0.05)
+        assert request.transport is not None
+        request.transport.abort()
+        return response
 
     async def _stream(self, request: web.Request, body: dict[str, Any], text: str) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -334,19 +334,23 @@ class OpenAIEngine(Engine):
                 if response.content_type != "text/event-stream":
                     raise _Retryable(f"{self.where} answered a stream request with {response.content_type!r}, "
                                      "not text/event-stream or application/json")
+                done = False
                 async for line in response.content:
                     if not line.startswith(b"data:"):
                         continue
                     data = line[5:].strip()
                     if data == b"[DONE]":
-                        return
+                        done = True
+                        break
                     state.feed(_json_object(data, self.where), chat=chat)
         except TimeoutError:
             raise _Retryable(f"no answer from {self.where} within --timeout {self.timeout:g}s") from None
         except aiohttp.ClientError as exc:
             raise _Retryable(f"connection to {self.where} failed midway ({type(exc).__name__})") from None
-        if not state.finished:
+        if not (done or state.finished):
             raise _Retryable(f"the stream from {self.where} ended before its last piece (no [DONE], no finish_reason)")
+        if not (state.sent or state.finished):
+            raise _Retryable(f"the stream from {self.where} ended without any text or finish_reason")
 
 
 class _StreamState:
