@@ -13,8 +13,8 @@ import json
 import os
 import re
 import secrets
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,9 +53,6 @@ def _text(question: str, extra_input: str | None, reasoning: str | None, field: 
 
 
 def _file_units(source: RowSource, field: str) -> Iterator[Unit]:
-    if field != "question" and source.reasoning_col is None:
-        raise InputError(f"{source.path}: --field {field} needs a reasoning column (none found); "
-                         "name it with --reasoning-col or use --field question")
     for row in source:
         yield Unit(key=row.id, label=f"row {row.id}", text=_text(row.question, row.input, row.reasoning, field),
                    row=row)
@@ -88,6 +85,9 @@ def _open_source(source: str | Path, field: str, db: str | Path, columns: dict[s
     path = Path(source)
     if path.exists():
         rows = open_rows(path, **columns)
+        if field != "question" and rows.reasoning_col is None:
+            raise InputError(f"{path}: --field {field} needs a reasoning column (none found); "
+                             "name it with --reasoning-col or use --field question")
         return _Source(lambda: _file_units(rows, field), str(path), rows=rows)
     if not Path(db).exists():
         raise InputError(f"{source}: no such file, and no database --db {db} to find it as a run in")
@@ -252,7 +252,8 @@ def dedup(source: str | Path, *, field: str = "question", threshold: float = 0.8
     if src.store is not None and src.run_id is not None:
         from reasonry.hygiene_store import replace_marks
 
-        replace_marks(src.store, src.run_id, "duplicate", marks)
+        replace_marks(src.store, src.run_id, "duplicate", marks,
+                      {"field": field, "threshold": threshold, "num_perm": num_perm, "shingle": shingle})
     return {"source": src.name, "field": field, "threshold": threshold, "rows": total, "kept": kept,
             "duplicates": len(marks), "clusters": len(deduper.clusters), "report": str(report_path),
             "out": str(out_path) if out_path else None, "run_id": src.run_id}
@@ -340,7 +341,36 @@ def decontaminate(source: str | Path, against: str | Path, *, ngram: int = 13, f
         from reasonry.hygiene_store import replace_marks
 
         replace_marks(src.store, src.run_id, "contaminated",
-                      [(f["key"], {k: f[k] for k in ("bench_id", "span")}) for f in flagged])
+                      [(f["key"], {k: f[k] for k in ("bench_id", "span")}) for f in flagged],
+                      {"field": field, "ngram": ngram, "against": str(against)})
     return {"source": src.name, "against": str(against), "ngram": ngram, "field": field, "rows": total,
             "contaminated": len(flagged), "benchmark_rows": index.rows, "report": str(report_path),
             "out": str(out_path) if out_path else None, "run_id": src.run_id}
+
+
+# --------------------------------------------------------------------------------------------- export
+
+
+MARK_COMMANDS = {"duplicate": "dedup", "contaminated": "decontaminate"}
+
+
+def without_marked(store: Store, run_id: str, examples: Iterable[Any], kinds: Sequence[str],
+                   dropped: Counter[str]) -> Iterator[Any]:
+    """Examples (with a `key`) of a run minus those marked with any of `kinds`; refused (InputError) when a
+    kind was never checked on the run, so that leaving nothing out is never silent."""
+    if not kinds:
+        yield from examples
+        return
+    from reasonry.hygiene_store import marked_keys, unchecked_kinds
+
+    missing = unchecked_kinds(store, run_id, kinds)
+    if missing:
+        command = MARK_COMMANDS[missing[0]]
+        raise InputError(f"run {run_id} was never checked by `reasonry {command}`; run `reasonry {command} "
+                         f"{run_id}` first, then export again")
+    marked = marked_keys(store, run_id, kinds)
+    for example in examples:
+        if example.key in marked:
+            dropped["hygiene"] += 1
+            continue
+        yield example

@@ -4,6 +4,7 @@ contaminated, so that `export` can leave them out. One row per (run, result key,
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -14,23 +15,38 @@ KINDS = ("duplicate", "contaminated")
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS hygiene_marks ("
     " run_id TEXT NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,"
-    " PRIMARY KEY (run_id, key, kind))"
+    " PRIMARY KEY (run_id, key, kind))",
+    # One row per (run, kind) that was checked, with its settings: zero marks then means clean, not unchecked.
+    "CREATE TABLE IF NOT EXISTS hygiene_checks ("
+    " run_id TEXT NOT NULL, kind TEXT NOT NULL, settings TEXT NOT NULL, checked_at REAL NOT NULL,"
+    " PRIMARY KEY (run_id, kind))",
 )
 
 
 def _ensure(store: Store) -> None:
     with store.transaction() as conn:
-        conn.execute(_SCHEMA)
+        for statement in _SCHEMA:
+            conn.execute(statement)
 
 
-def replace_marks(store: Store, run_id: str, kind: str, marks: Iterable[tuple[str, dict[str, Any]]]) -> int:
+def replace_marks(store: Store, run_id: str, kind: str, marks: Iterable[tuple[str, dict[str, Any]]],
+                  settings: dict[str, Any]) -> int:
     """Replace the run's marks of `kind` with `marks` ((result key, detail) pairs) in one transaction."""
     _ensure(store)
     rows = [(run_id, key, kind, json.dumps(detail, ensure_ascii=False)) for key, detail in marks]
     with store.transaction() as conn:
         conn.execute("DELETE FROM hygiene_marks WHERE run_id=? AND kind=?", (run_id, kind))
         conn.executemany("INSERT OR REPLACE INTO hygiene_marks (run_id, key, kind, detail) VALUES (?,?,?,?)", rows)
+        conn.execute("INSERT OR REPLACE INTO hygiene_checks (run_id, kind, settings, checked_at) VALUES (?,?,?,?)",
+                     (run_id, kind, json.dumps(settings, ensure_ascii=False), time.time()))
     return len(rows)
+
+
+def unchecked_kinds(store: Store, run_id: str, kinds: Sequence[str]) -> list[str]:
+    """Which of `kinds` were never run on this run."""
+    _ensure(store)
+    done = {row[0] for row in store.conn.execute("SELECT kind FROM hygiene_checks WHERE run_id=?", (run_id,))}
+    return [kind for kind in kinds if kind not in done]
 
 
 def marked_keys(store: Store, run_id: str, kinds: Sequence[str]) -> set[str]:

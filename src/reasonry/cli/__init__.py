@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "reasonry.cli.ensemble",
     "reasonry.cli.steer",
     "reasonry.cli.data",
+    "reasonry.cli.hygiene",
 ]
 for _module in COMMAND_MODULES:
     importlib.import_module(_module)
