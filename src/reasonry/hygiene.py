@@ -8,7 +8,6 @@ decontamination) and with what they find, never with the whole input. A file's k
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -96,6 +95,10 @@ def _open_source(source: str | Path, field: str, db: str | Path, columns: dict[s
     return _Source(lambda: _run_units(store, run_id, field), f"run {run_id}", store=store, run_id=run_id)
 
 
+def _hash32(shingle: str) -> int:
+    return hash(shingle) & 0xFFFFFFFF
+
+
 def _words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
@@ -172,22 +175,24 @@ class _Deduper:
         from datasketch import MinHash, MinHashLSH
 
         self._minhash = MinHash
+        template = MinHash(num_perm=num_perm, seed=1)
+        self._permutations, self._scheme = template.permutations, template.scheme  # made once, not per row
+        # Signatures and bands live only in this process, so Python's own (per-process salted) string hash is
+        # as good as SHA-1 here, and many times faster.
         self.num_perm = num_perm
         self.shingle = shingle
-        # Bands are stored as 8-byte digests, not their full hash values: a fraction of the memory.
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm,
-                              hashfunc=lambda band: hashlib.blake2b(band, digest_size=8).digest())
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, hashfunc=hash)  # int keys: a fraction of the memory
         self.kept_keys: list[str] = []  # LSH id -> key
         self.clusters: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._group: Any = None  # a run's results come ordered by row: one verdict per row, the last one held
         self._group_match: str | None = None
 
-    def shingles(self, text: str) -> set[bytes]:
+    def shingles(self, text: str) -> set[str]:
         words = _words(text)
         n = self.shingle
         if len(words) <= n:
-            return {" ".join(words).encode()} if words else set()
-        return {" ".join(words[i:i + n]).encode() for i in range(len(words) - n + 1)}
+            return {" ".join(words)} if words else set()
+        return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
 
     def judge(self, unit: Unit) -> str | None:
         """The key of the kept unit this one duplicates, or None (kept)."""
@@ -204,7 +209,8 @@ class _Deduper:
         shingles = self.shingles(unit.text)
         if not shingles:
             return None
-        signature = self._minhash(num_perm=self.num_perm, seed=1)
+        signature = self._minhash(num_perm=self.num_perm, permutations=self._permutations, scheme=self._scheme,
+                                  hashfunc=_hash32)
         signature.update_batch(shingles)
         candidates = self.lsh.query(signature)
         if candidates:
