@@ -159,7 +159,7 @@ class AdaptiveConcurrency:
                 elif ticket == self.epoch and self._samples > self.LATENCY_WARMUP:
                     self._lower("latency per token rose")
                     self._recent, self._samples = self._best, 0  # judge the new limit on fresh answers
-            self._changed.notify_all()
+            self._changed.notify(max(0, self.allowed - self.in_flight))  # wake only as many as may start
 
     def _grow(self) -> None:
         step = 1.0 if self._fast else 1.0 / self.limit
