@@ -233,7 +233,7 @@ def dedup(source: str | Path, *, field: str = "question", threshold: float = 0.8
     if num_perm < 16:
         raise InputError(f"--num-perm {num_perm}: use at least 16 permutations (128)")
     if shingle < 1:
-        raise InputError(f"--shingle {shingle}: must be >= 1 word")
+        raise InputError(f"shingle={shingle}: must be >= 1 word (3)")
     src = _open_source(source, field, db, columns or {})
     report_path, out_path = _check_paths(report or default_report(source, db, "duplicates"), out, src)
     deduper = _Deduper(threshold, num_perm, shingle)
