@@ -139,12 +139,11 @@ def _check_paths(report: str | Path, out: str | Path | None, src: _Source) -> tu
     return report_path, out_path
 
 
-def default_report(source: str | Path, db: str | Path, kind: str) -> Path:
-    """`data.jsonl` → `data.duplicates.jsonl` beside it; a run → `RUN.duplicates.jsonl` here."""
-    path = Path(source)
-    if path.exists():
-        return path.with_name(f"{path.stem}.{kind}.jsonl")
-    return Path(f"{str(source).replace('/', '_')}.{kind}.jsonl")
+def _default_report(src: _Source, kind: str) -> Path:
+    """`data.jsonl` → `data.duplicates.jsonl` beside it; a run → `RUN_ID.duplicates.jsonl` here."""
+    if src.rows is not None:
+        return src.rows.path.with_name(f"{src.rows.path.stem}.{kind}.jsonl")
+    return Path(f"{src.run_id}.{kind}.jsonl")
 
 
 def _stream_kept(units: Iterator[Unit], out: Path | None, rows: RowSource | None) -> int:
@@ -235,34 +234,38 @@ def dedup(source: str | Path, *, field: str = "question", threshold: float = 0.8
     if shingle < 1:
         raise InputError(f"shingle={shingle}: must be >= 1 word (3)")
     src = _open_source(source, field, db, columns or {})
-    report_path, out_path = _check_paths(report or default_report(source, db, "duplicates"), out, src)
-    deduper = _Deduper(threshold, num_perm, shingle)
-    marks: list[tuple[str, dict[str, Any]]] = []
-    total = 0
+    try:
+        report_path, out_path = _check_paths(report or _default_report(src, "duplicates"), out, src)
+        deduper = _Deduper(threshold, num_perm, shingle)
+        marks: list[tuple[str, dict[str, Any]]] = []
+        total = 0
 
-    def kept_units() -> Iterator[Unit]:
-        nonlocal total
-        for unit in src.units():
-            total += 1
-            kept_key = deduper.judge(unit)
-            if kept_key is None:
-                yield unit
-            else:
-                marks.append((unit.key, {"of": kept_key}))
+        def kept_units() -> Iterator[Unit]:
+            nonlocal total
+            for unit in src.units():
+                total += 1
+                kept_key = deduper.judge(unit)
+                if kept_key is None:
+                    yield unit
+                else:
+                    marks.append((unit.key, {"of": kept_key}))
 
-    kept = _stream_kept(kept_units(), out_path, src.rows)
-    firsts = _kept_units(src, set(deduper.clusters))
-    clusters = ({"kept": {"key": key, "label": firsts[key].label, "text": firsts[key].text[:SNIPPET]},
-                 "duplicates": members} for key, members in deduper.clusters.items())
-    _write_jsonl(report_path, clusters)
-    if src.store is not None and src.run_id is not None:
-        from reasonry.hygiene_store import replace_marks
+        kept = _stream_kept(kept_units(), out_path, src.rows)
+        firsts = _kept_units(src, set(deduper.clusters))
+        clusters = ({"kept": {"key": key, "label": firsts[key].label, "text": firsts[key].text[:SNIPPET]},
+                     "duplicates": members} for key, members in deduper.clusters.items())
+        _write_jsonl(report_path, clusters)
+        if src.store is not None and src.run_id is not None:
+            from reasonry.hygiene_store import replace_marks
 
-        replace_marks(src.store, src.run_id, "duplicate", marks,
-                      {"field": field, "threshold": threshold, "num_perm": num_perm, "shingle": shingle})
-    return {"source": src.name, "field": field, "threshold": threshold, "rows": total, "kept": kept,
-            "duplicates": len(marks), "clusters": len(deduper.clusters), "report": str(report_path),
-            "out": str(out_path) if out_path else None, "run_id": src.run_id}
+            replace_marks(src.store, src.run_id, "duplicate", marks,
+                          {"field": field, "threshold": threshold, "num_perm": num_perm, "shingle": shingle})
+        return {"source": src.name, "field": field, "threshold": threshold, "rows": total, "kept": kept,
+                "duplicates": len(marks), "clusters": len(deduper.clusters), "report": str(report_path),
+                "out": str(out_path) if out_path else None, "run_id": src.run_id}
+    finally:
+        if src.store is not None:
+            src.store.close()
 
 
 def _kept_units(src: _Source, keys: set[str]) -> dict[str, Unit]:
@@ -324,34 +327,38 @@ def decontaminate(source: str | Path, against: str | Path, *, ngram: int = 13, f
     if ngram < 1:
         raise InputError(f"--ngram {ngram}: must be >= 1 word (13)")
     src = _open_source(source, field, db, columns or {})
-    report_path, out_path = _check_paths(report or default_report(source, db, "contaminated"), out, src)
-    if not Path(against).exists():
-        raise InputError(f"--against {against}: no such file; give the benchmark's questions (.jsonl, .csv, ...)")
-    index = _BenchIndex(against, ngram, against_columns or {})
-    flagged: list[dict[str, Any]] = []
-    total = 0
+    try:
+        report_path, out_path = _check_paths(report or _default_report(src, "contaminated"), out, src)
+        if not Path(against).exists():
+            raise InputError(f"--against {against}: no such file; give the benchmark's questions (.jsonl, .csv, ...)")
+        index = _BenchIndex(against, ngram, against_columns or {})
+        flagged: list[dict[str, Any]] = []
+        total = 0
 
-    def clean_units() -> Iterator[Unit]:
-        nonlocal total
-        for unit in src.units():
-            total += 1
-            hit = index.find(unit.text)
-            if hit is None:
-                yield unit
-            else:
-                flagged.append({"key": unit.key, "label": unit.label, **hit})
+        def clean_units() -> Iterator[Unit]:
+            nonlocal total
+            for unit in src.units():
+                total += 1
+                hit = index.find(unit.text)
+                if hit is None:
+                    yield unit
+                else:
+                    flagged.append({"key": unit.key, "label": unit.label, **hit})
 
-    _stream_kept(clean_units(), out_path, src.rows)
-    _write_jsonl(report_path, iter(flagged))
-    if src.store is not None and src.run_id is not None:
-        from reasonry.hygiene_store import replace_marks
+        _stream_kept(clean_units(), out_path, src.rows)
+        _write_jsonl(report_path, iter(flagged))
+        if src.store is not None and src.run_id is not None:
+            from reasonry.hygiene_store import replace_marks
 
-        replace_marks(src.store, src.run_id, "contaminated",
-                      [(f["key"], {k: f[k] for k in ("bench_id", "span")}) for f in flagged],
-                      {"field": field, "ngram": ngram, "against": str(against)})
-    return {"source": src.name, "against": str(against), "ngram": ngram, "field": field, "rows": total,
-            "contaminated": len(flagged), "benchmark_rows": index.rows, "report": str(report_path),
-            "out": str(out_path) if out_path else None, "run_id": src.run_id}
+            replace_marks(src.store, src.run_id, "contaminated",
+                          [(f["key"], {k: f[k] for k in ("bench_id", "span")}) for f in flagged],
+                          {"field": field, "ngram": ngram, "against": str(against)})
+        return {"source": src.name, "against": str(against), "ngram": ngram, "field": field, "rows": total,
+                "contaminated": len(flagged), "benchmark_rows": index.rows, "report": str(report_path),
+                "out": str(out_path) if out_path else None, "run_id": src.run_id}
+    finally:
+        if src.store is not None:
+            src.store.close()
 
 
 # --------------------------------------------------------------------------------------------- export
