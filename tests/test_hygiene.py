@@ -19,8 +19,9 @@ from reasonry.hygiene import decontaminate, dedup
 from reasonry.store import Store
 from reasonry.tasks.generate import GenerateConfig, generate
 
-LONG = ("A farmer has seventeen sheep and all but nine of them run away through a gap in the old stone wall; "
-        "how many sheep does the farmer still have in the field at the end of the day")
+LONG = ("A farmer has seventeen sheep and all but nine of them run away through a gap in the old stone wall "
+        "behind the barn; how many sheep does the farmer still have in the field at the end of the day, and how "
+        "many would be left if three of the runaways came back home before the evening milking started")
 QUESTIONS = [
     LONG,                                                            # 1 kept
     "What is the boiling point of water at sea level in degrees Celsius, and why does it change on a mountain?",
