@@ -167,8 +167,10 @@ def _stream_kept(units: Iterator[Unit], out: Path | None, rows: RowSource | None
 class _Deduper:
     """Keeps the first of each group of near-duplicates; later ones point at the kept unit they match.
 
-    Per kept unit only its LSH bands and its key are held; labels and texts of the kept units that have
-    duplicates are read back in a second pass.
+    datasketch makes the MinHash signatures and chooses the LSH banding (bands × rows for the threshold);
+    the band index itself is one dict per band from the band's hash to the first kept unit with it, as
+    datasketch's MinHashLSH keeps a set per bucket plus every key's hashes, several times the memory for a
+    million rows. Labels and texts of the kept units that have duplicates are read back in a second pass.
     """
 
     def __init__(self, threshold: float, num_perm: int, shingle: int) -> None:
@@ -181,7 +183,8 @@ class _Deduper:
         # process (results never depend on the run). Bands are dict keys in this process only: Python's hash.
         self.num_perm = num_perm
         self.shingle = shingle
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, hashfunc=hash)  # int keys: a fraction of the memory
+        self.ranges = MinHashLSH(threshold=threshold, num_perm=num_perm).hashranges
+        self.bands: list[dict[int, int]] = [{} for _ in self.ranges]
         self.kept_keys: list[str] = []  # LSH id -> key
         self.clusters: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._group: Any = None  # a run's results come ordered by row: one verdict per row, the last one held
@@ -212,10 +215,14 @@ class _Deduper:
         signature = self._minhash(num_perm=self.num_perm, permutations=self._permutations, scheme=self._scheme,
                                   hashfunc=_hash32)
         signature.update_batch(shingles)
-        candidates = self.lsh.query(signature)
+        values = signature.hashvalues
+        keys = [hash(values[start:end].tobytes()) for start, end in self.ranges]
+        candidates = [seen for band, key in zip(self.bands, keys, strict=True) if (seen := band.get(key)) is not None]
         if candidates:
             return self.kept_keys[min(candidates)]
-        self.lsh.insert(len(self.kept_keys), signature, check_duplication=False)
+        number = len(self.kept_keys)
+        for band, key in zip(self.bands, keys, strict=True):
+            band[key] = number
         self.kept_keys.append(unit.key)
         return None
 
