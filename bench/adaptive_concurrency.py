@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import threading
 import time
@@ -21,13 +20,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+from docs_section import replace_section, short_commit  # noqa: E402
 from limit_server import LimitServer  # noqa: E402
 
 from reasonry.config import SamplingParams, parse_model_spec  # noqa: E402
 from reasonry.engines.base import Request  # noqa: E402
 from reasonry.engines.openai import OpenAIEngine  # noqa: E402
 
-DOCS = HERE.parent / "docs" / "benchmarks.md"
 SECTION = "## Adaptive concurrency (openai engine) (`bench/adaptive_concurrency.py`)"
 LIMITS = (8, 16, 4)
 MEAN_SERVICE_S = 0.08 + 0.002 * 72  # mean answer length of LimitServer.tokens_for: about 72 tokens
@@ -82,22 +81,14 @@ def main() -> None:
 
 
 def write_docs(table: str, phase_s: float) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
+    commit = short_commit()
     load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
     body = (f"{SECTION}\n\nMachine: {platform.machine()}, {platform.system()}, Python {platform.python_version()}; "
             f"{time.strftime('%Y-%m-%d')}; commit {commit}; load average {load} (shared machine). Client and server "
             f"in one process. Phases of {phase_s:g} s with the server limit at {', '.join(map(str, LIMITS))}; "
             "measures per phase after its first 2 s, up to the last request sent. `--concurrency 48`, "
             "`max_retries` 5.\n\n" + table + "\n")
-    text = DOCS.read_text(encoding="utf-8")
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[end:] if end != -1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + body
-    DOCS.write_text(text, encoding="utf-8")
+    replace_section(SECTION, body)
 
 
 if __name__ == "__main__":

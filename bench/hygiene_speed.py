@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from docs_section import replace_section, short_commit
+
 HERE = Path(__file__).resolve().parent
-DOCS = HERE.parent / "docs" / "benchmarks.md"
 SECTION = "## Data hygiene: dedup and decontaminate speed (`bench/hygiene_speed.py`)"
 
 
@@ -100,21 +101,13 @@ def main() -> None:
 
 
 def write_docs(table: str) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
+    commit = short_commit()
     machine = f"{platform.processor() or platform.machine()}, {platform.system()}, Python {platform.python_version()}"
     body = (f"{SECTION}\n\nMachine: {machine}; {time.strftime('%Y-%m-%d')}; commit {commit}. One process, one core; "
             "the input is streamed (never loaded whole) and kept/clean rows are streamed to --out.\n"
             "dedup: MinHash (128 permutations, word 3-grams) + LSH at threshold 0.8, field question. "
             "decontaminate: 13-gram overlap against a 1,000-question benchmark.\n\n" + table + "\n")
-    text = DOCS.read_text(encoding="utf-8")
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[end:] if end != -1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + body
-    DOCS.write_text(text, encoding="utf-8")
+    replace_section(SECTION, body)
 
 
 if __name__ == "__main__":
