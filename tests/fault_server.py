@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from aiohttp import web
@@ -51,15 +51,11 @@ def answer_for(model: str, text: str) -> str:
     return f"reasoning {digest} by {model}"
 
 
-class FaultServer:
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
-        self.attempts: Counter[str] = Counter()
-        self.auth: list[str | None] = []
-        self.bodies: list[dict[str, Any]] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.lock = threading.Lock()
+class LocalServer:
+    """An aiohttp app on a free 127.0.0.1 port in a background thread, answering both OpenAI POST routes
+    with `_handle`; a context manager."""
+
+    def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -67,12 +63,14 @@ class FaultServer:
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
 
-    # -- lifecycle -------------------------------------------------------------
-    def __enter__(self) -> FaultServer:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
-            raise RuntimeError("fault server did not start")
+            raise RuntimeError(f"{type(self).__name__} did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -89,10 +87,22 @@ class FaultServer:
         app.router.add_post("/v1/chat/completions", self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(runner, "127.0.0.1", self.port, backlog=1024).start()
         self._ready.set()
         await self._stop.wait()
         await runner.cleanup()
+
+
+class FaultServer(LocalServer):
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.attempts: Counter[str] = Counter()
+        self.auth: list[str | None] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
 
     def reset(self) -> None:
         with self.lock:

@@ -12,13 +12,13 @@ import hashlib
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
-from fault_server import free_port, request_text
+from fault_server import LocalServer, request_text
 
 
-class LimitServer:
+class LimitServer(LocalServer):
     def __init__(self, limit: int, *, base_ms: float = 20.0, per_token_ms: float = 0.5,
                  retry_after: str | None = None, window: tuple[int, float] | None = None) -> None:
         self.limit = limit
@@ -34,44 +34,18 @@ class LimitServer:
         self.rejections: list[float] = []
         self.busy: list[tuple[float, float]] = []  # (start, end) of each served request
         self.limits: list[tuple[float, int]] = []  # (time, limit) changes
-        self.started = time.monotonic()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+        super().__init__()
 
-    def __enter__(self) -> LimitServer:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("limit server did not start")
-        self.set_limit(self.limit)
+    def __enter__(self) -> Self:
+        super().__enter__()
+        self.set_limit(self.limit)  # the clock of the first phase starts now
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop and self._stop:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
 
     def set_limit(self, limit: int) -> None:
         with self._lock:
             self.limit = limit
             self.limits.append((time.monotonic(), limit))
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        app = web.Application()
-        app.router.add_post("/v1/completions", self._handle)
-        app.router.add_post("/v1/chat/completions", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port, backlog=1024).start()
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
 
     @staticmethod
     def tokens_for(text: str) -> int:
