@@ -147,3 +147,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(data: Path, tmp_path: P
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "o.jsonl").exists() and not data.with_name("data.duplicates.jsonl").exists()
     assert data.read_bytes() == before
+
+
+def test_dedup_over_reasonings_of_a_file(tmp_path: Path) -> None:
+    same = ("First I count the sheep that ran away, then I subtract them from the seventeen the farmer had, "
+            "which leaves nine sheep in the field at the end of the day.")
+    rows = [{"question": "Q one?", "reasoning": same},
+            {"question": "Q two, different?", "reasoning": "Water boils at one hundred degrees at sea level " * 3},
+            {"question": "Q three?", "reasoning": same.replace("end of the day", "end of the evening")},
+            {"question": "Q one?", "reasoning": "A new line of thought about the question entirely, step by step."}]
+    data = write_jsonl(tmp_path / "r.jsonl", rows)
+    by_reasoning = dedup(data, field="reasoning", report=tmp_path / "a.jsonl")
+    by_question = dedup(data, field="question", report=tmp_path / "b.jsonl")
+    assert by_reasoning["duplicates"] == 1 and by_question["duplicates"] == 1
+    [cluster] = read_jsonl(tmp_path / "a.jsonl")
+    assert cluster["kept"]["key"] == "1" and [d["key"] for d in cluster["duplicates"]] == ["3"]
+    [cluster] = read_jsonl(tmp_path / "b.jsonl")
+    assert [d["key"] for d in cluster["duplicates"]] == ["4"]
