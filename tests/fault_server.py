@@ -1,7 +1,8 @@
 """Test servers: an OpenAI-compatible aiohttp server that fails on purpose, and `transformers serve`.
 
 Faults are chosen by the request text: `FAULT:<kind>:<n>` fails the first n attempts of that text with <kind>
-(r429, r429date, r500, hang, drop, badjson, r400, echo401). Attempts, Authorization headers and the largest
+(r429, r429date, r500, hang, drop, badjson, r400, echo401; for stream requests also: jsonbody (a plain JSON
+answer), dropmid (the connection dies after a few pieces), emptystream (only [DONE]), htmlstream). Attempts, Authorization headers and the largest
 number of requests in flight are counted server-side.
 """
 
@@ -22,12 +23,13 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from aiohttp import web
 
 FAULT = re.compile(r"FAULT:(\w+):(\d+)")
+STREAM_FAULTS = ("jsonbody", "dropmid", "emptystream", "htmlstream")
 HANG_S = 3.0
 
 
@@ -49,15 +51,11 @@ def answer_for(model: str, text: str) -> str:
     return f"reasoning {digest} by {model}"
 
 
-class FaultServer:
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
-        self.attempts: Counter[str] = Counter()
-        self.auth: list[str | None] = []
-        self.bodies: list[dict[str, Any]] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.lock = threading.Lock()
+class LocalServer:
+    """An aiohttp app on a free 127.0.0.1 port in a background thread, answering both OpenAI POST routes
+    with `_handle`; a context manager."""
+
+    def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,12 +63,14 @@ class FaultServer:
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
 
-    # -- lifecycle -------------------------------------------------------------
-    def __enter__(self) -> FaultServer:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
-            raise RuntimeError("fault server did not start")
+            raise RuntimeError(f"{type(self).__name__} did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -87,10 +87,22 @@ class FaultServer:
         app.router.add_post("/v1/chat/completions", self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(runner, "127.0.0.1", self.port, backlog=1024).start()
         self._ready.set()
         await self._stop.wait()
         await runner.cleanup()
+
+
+class FaultServer(LocalServer):
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.attempts: Counter[str] = Counter()
+        self.auth: list[str | None] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
 
     def reset(self) -> None:
         with self.lock:
@@ -118,6 +130,8 @@ class FaultServer:
                 await asyncio.sleep(self.delay_s)
             match = FAULT.search(text)
             if match and attempt <= int(match.group(2)):
+                if body.get("stream") and match.group(1) in STREAM_FAULTS:
+                    return await self._stream_fault(match.group(1), request, body, text)
                 return await self._fault(match.group(1), request)
             if body.get("stream"):
                 return await self._stream(request, body, text)
@@ -137,7 +151,7 @@ class FaultServer:
         if kind == "hang":
             await asyncio.sleep(HANG_S)
             return web.json_response({"error": "too late"}, status=500)
-        if kind == "drop":
+        if kind in ("drop", "dropmid"):  # dropmid without stream: the connection dies before any answer
             assert request.transport is not None
             request.transport.abort()
             return web.Response()
@@ -161,6 +175,24 @@ class FaultServer:
         else:
             choice = {"index": 0, "text": f"{answer}", "finish_reason": "length"}
         return {"id": "x", "object": "completion", "model": body["model"], "choices": [choice], "usage": usage}
+
+    async def _stream_fault(self, kind: str, request: web.Request, body: dict[str, Any],
+                            text: str) -> web.StreamResponse:
+        if kind == "jsonbody":
+            return web.json_response(self._success(request.path, body, text))
+        if kind == "htmlstream":
+            return web.Response(text="<html>proxy error page</html>", content_type="text/html")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        if kind == "emptystream":
+            await response.write(b"data: [DONE]\n\n")
+            return response
+        chunk = {"choices": [{"index": 0, "delta": {"content": "partial "}, "finish_reason": None}]}
+        await response.write(f"data: {json.dumps(chunk)}\n\n".encode() * 3)
+        await asyncio.sleep(0.05)
+        assert request.transport is not None
+        request.transport.abort()
+        return response
 
     async def _stream(self, request: web.Request, body: dict[str, Any], text: str) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -230,3 +230,66 @@ def test_ctrl_c_keeps_finished_rows_and_resumes(tmp_path: Path) -> None:
         asked_twice = sum(n - 1 for n in server.attempts.values())
         assert asked_twice <= 4  # only the requests in flight at Ctrl-C
         assert len(server.attempts) == 60
+
+
+def _stream(engine: OpenAIEngine, text: str) -> tuple[list[str], Result]:
+    request = Request(key="s", params=SamplingParams(), messages=[{"role": "user", "content": text}])
+    items = list(engine.stream(request))
+    assert isinstance(items[-1], Result)
+    return items[:-1], items[-1]
+
+
+def test_stream_answered_with_plain_json_is_read(server: FaultServer) -> None:
+    engine = OpenAIEngine(parse_model_spec(f"openai:m@{server.url}"))
+    pieces, result = _stream(engine, "FAULT:jsonbody:99 q")
+    assert result.error is None and result.text.startswith("final answer reasoning ")
+    assert result.reasoning == answer_for("m", "FAULT:jsonbody:99 q") and "".join(pieces) == result.raw_text
+
+
+@pytest.mark.parametrize(("text", "message"), [("FAULT:emptystream:99", "without any text"),
+                                               ("FAULT:htmlstream:99", "'text/html'"),
+                                               ("FAULT:dropmid:99", "failed midway")])
+def test_broken_streams_are_errors_never_empty_successes(server: FaultServer, text: str, message: str) -> None:
+    engine = OpenAIEngine(parse_model_spec(f"openai:m@{server.url}"), max_retries=1, backoff_base=0.01)
+    pieces, result = _stream(engine, text)
+    assert result.error and message in result.error and not result.ok
+    # Retried while nothing went out; a stream that already sent pieces is not sent again.
+    assert server.attempts_with(text) == (1 if pieces else 2)
+    assert server.url not in result.error and str(server.port) not in result.error
+
+
+def test_stream_retries_until_its_first_piece_and_times_out_on_silence(server: FaultServer) -> None:
+    engine = OpenAIEngine(parse_model_spec(f"openai:m@{server.url}"), timeout=1.0, backoff_base=0.01)
+    for text in ("FAULT:hang:1 a", "FAULT:htmlstream:1 b", "FAULT:emptystream:1 c", "FAULT:r429:1 d"):
+        _, result = _stream(engine, text)
+        assert result.error is None and result.text == "final ok", text
+        assert server.attempts_with(text) == 2
+
+
+def test_errors_do_not_show_the_server_address(server: FaultServer) -> None:
+    engine = OpenAIEngine(parse_model_spec(f"openai:m@{server.url}"), max_retries=0)
+    results = list(engine.generate([Request(key="a", params=SamplingParams(), prompt="FAULT:r500:9"),
+                                    Request(key="b", params=SamplingParams(), prompt="FAULT:drop:9")]))
+    closed = OpenAIEngine(parse_model_spec("openai:m@http://127.0.0.1:9/v1"), max_retries=0)
+    results += list(closed.generate([Request(key="c", params=SamplingParams(), prompt="x")]))
+    for result in results:
+        assert result.error and "openai:m" in result.error
+        assert "127.0.0.1" not in result.error and str(server.port) not in result.error, result.error
+
+
+def test_serve_retries_a_dropped_stream_for_a_client_that_does_not_stream(server: FaultServer,
+                                                                          tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from reasonry.store import Store
+    from reasonry.tasks.steer import Steerer
+    from reasonry.web import create_app
+
+    engine = OpenAIEngine(parse_model_spec(f"openai:m@{server.url}"), backoff_base=0.01)
+    client = TestClient(create_app(Steerer(Store(tmp_path / "a.db"), {"m": engine})),
+                        base_url="http://127.0.0.1:8765")
+    reply = client.post("/v1/chat/completions", headers={"X-Reasonry": "1"},
+                        json={"model": "m", "messages": [{"role": "user", "content": "FAULT:dropmid:1"}]})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["content"].startswith("final answer")
+    assert server.attempts_with("FAULT:dropmid:1") == 2

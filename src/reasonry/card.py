@@ -68,6 +68,7 @@ def provenance(store: Store, run_id: str | None) -> dict[str, Any]:
         "kind": run["kind"], "models": {m["label"]: m["spec"] for m in run["models"]},
         "template": config.get("template"), "role": config.get("role"), "chat": config.get("chat"),
         "params": config.get("params"), "checks": store.run_flag_counts(run_id), "usage": store.run_usage(run_id),
+        "hygiene": store.mark_counts(run_id),
     }
 
 
@@ -156,6 +157,9 @@ def _how_made(made: dict[str, Any]) -> list[str]:
     checks = made.get("checks") or {}
     lines.append("- **quality flags**: " + (", ".join(f"{name} {n}" for name, n in sorted(checks.items()))
                                             if checks else "none recorded (run `reasonry check`)"))
+    hygiene = made.get("hygiene") or {}
+    if hygiene:
+        lines.append("- **data hygiene marks**: " + ", ".join(f"{kind} {n}" for kind, n in sorted(hygiene.items())))
     usage = made.get("usage") or {}
     if usage:
         from reasonry.ledger import LEDGER_COLUMNS, format_cell

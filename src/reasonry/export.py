@@ -41,6 +41,7 @@ from reasonry.card import (
     swap_folder,
 )
 from reasonry.errors import ConfigError, InputError
+from reasonry.hygiene import without_marked
 from reasonry.io.atomic import atomic_write, write_text
 from reasonry.io.writers import check_output_path, write_table
 from reasonry.prompts.formats import user_content, with_think_block
@@ -66,6 +67,7 @@ class ExportOptions:
     min_chars: int = 0
     accepted_only: bool = False
     kinds: tuple[str, ...] = ("answers", "questions", "rebuttals")  # debate rows: A's answers and B's moves
+    exclude_marks: tuple[str, ...] = ()  # hygiene marks of a run: "duplicate", "contaminated"
 
 
 @dataclass
@@ -81,6 +83,7 @@ class Example:
     flags: list[str] = field(default_factory=list)
     accepted: bool | None = None
     group: Any = None
+    key: str | None = None
 
 
 @dataclass
@@ -210,7 +213,7 @@ def run_examples(store: Store, run_id: str, *, check: bool) -> Iterator[Example]
             instruction=record["question"], input=record["input"] or "",
             reasoning=(reasoning_of(record) or "").strip(), response=_strip(record.get("response")),
             model=record["model"], flags=[f.name for f in record["flags"]],
-            group=(record["row_index"], record["model"]))
+            group=(record["row_index"], record["model"]), key=record["request_key"])
 
 
 def _strip(text: str | None) -> str | None:
@@ -324,6 +327,8 @@ def validate(options: ExportOptions, *, run_id: str | None, steering: bool, deba
     sources = sum([run_id is not None, steering, debate_run is not None])
     if sources != 1:
         raise ConfigError("give exactly one source: RUN_ID (a generate run), --steering, or --debate RUN_ID")
+    if options.exclude_marks and run_id is None:
+        raise ConfigError("--exclude-duplicates/--exclude-contaminated apply to a generate run (RUN_ID)")
     if options.accepted_only and not steering:
         raise ConfigError("--accepted-only applies to --steering (only steering versions are accepted or not)")
 
@@ -345,7 +350,8 @@ def _records(store: Store, options: ExportOptions, dropped: Counter[str], *, run
             pairs = debate_pairs(store, debate_run)
         else:
             assert run_id is not None
-            examples = filter_examples(run_examples(store, run_id, check=True),
+            examples = filter_examples(without_marked(store, run_id, run_examples(store, run_id, check=True),
+                                                      options.exclude_marks, dropped),
                                        dataclasses.replace(options, exclude_flags=()), dropped)
             pairs = sample_pairs(examples, options.exclude_flags)
         return [_dpo(pair, options) for pair in pairs]
@@ -355,7 +361,8 @@ def _records(store: Store, options: ExportOptions, dropped: Counter[str], *, run
         examples = filter_examples(debate_examples(store, debate_run, options.kinds), options, dropped, compute_flags=True)
     else:
         assert run_id is not None
-        examples = filter_examples(run_examples(store, run_id, check=bool(options.exclude_flags)), options, dropped)
+        examples = filter_examples(without_marked(store, run_id, run_examples(store, run_id, check=bool(
+            options.exclude_flags)), options.exclude_marks, dropped), options, dropped)
     builder = BUILDERS[options.format]
     return [{**builder(example, options), "_model": example.model} for example in examples]
 
@@ -438,7 +445,8 @@ def export_dataset(store: Store, out: str | Path, *, run_id: str | None = None, 
 
 def _filters(options: ExportOptions) -> dict[str, Any]:
     values = {"model": list(options.models), "exclude_flag": list(options.exclude_flags),
-              "min_chars": options.min_chars, "accepted_only": options.accepted_only}
+              "min_chars": options.min_chars, "accepted_only": options.accepted_only,
+              "exclude_marks": list(options.exclude_marks)}
     return {k: v for k, v in values.items() if v}
 
 

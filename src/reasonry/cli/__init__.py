@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "reasonry.cli.review",
     "reasonry.cli.data",
     "reasonry.cli.models",
+    "reasonry.cli.hygiene",
 ]
 for _module in COMMAND_MODULES:
     importlib.import_module(_module)

@@ -141,6 +141,8 @@ def export_command(
     exclude_flag: Annotated[list[str] | None, typer.Option("--exclude-flag", help=f"Drop examples with this quality flag, repeatable: {', '.join(FLAG_NAMES)}. dpo: which flags make a sample 'rejected' (default any).")] = None,
     min_chars: Annotated[int, typer.Option("--min-chars", help="Drop examples whose reasoning has fewer characters than this.")] = 0,
     accepted_only: Annotated[bool, typer.Option("--accepted-only", help="--steering: only versions marked as training examples.")] = False,
+    exclude_duplicates: Annotated[bool, typer.Option("--exclude-duplicates", help="Drop results `reasonry dedup RUN` marked as near-duplicates.")] = False,
+    exclude_contaminated: Annotated[bool, typer.Option("--exclude-contaminated", help="Drop results `reasonry decontaminate RUN` flagged.")] = False,
     db: Db = "reasonry.db",
     as_json: JsonOut = False,
 ) -> None:
@@ -148,7 +150,9 @@ def export_command(
     options = ExportOptions(format=fmt, reasoning_style=reasoning_style, chat=chat, system=system,
                             models=tuple(model or ()), exclude_flags=tuple(exclude_flag or ()),
                             min_chars=min_chars, accepted_only=accepted_only,
-                            kinds=tuple(k.strip() for k in kinds.split(",")))
+                            kinds=tuple(k.strip() for k in kinds.split(",")),
+                            exclude_marks=(("duplicate",) if exclude_duplicates else ())
+                            + (("contaminated",) if exclude_contaminated else ()))
     store = Store.existing(db)
     summary = export_dataset(store, out, run_id=run, steering=steering, debate_run=debate, options=options,
                              license=license)

@@ -22,6 +22,7 @@ from reasonry.cli.options import (
     Seed,
     Stop,
     Temperature,
+    Timeout,
     TopK,
     TopP,
     engine_options,
@@ -201,7 +202,7 @@ def serve_command(
     max_body: Annotated[int, typer.Option("--max-body", help="Largest request body in bytes.")] = 1 << 20,
     temperature: Temperature = 0.3, top_p: TopP = 0.9, top_k: TopK = 50, repetition_penalty: RepetitionPenalty = 1.1,
     max_new_tokens: MaxNewTokens = 256, seed: Seed = 0, stop: Stop = None,
-    device: Device = None, dtype: Dtype = "auto",
+    device: Device = None, dtype: Dtype = "auto", timeout: Timeout = 120.0,
 ) -> None:
     """Serve the web app (Steer, Runs, Debates) and OpenAI-compatible /v1 endpoints for the models."""
     import uvicorn
@@ -219,7 +220,7 @@ def serve_command(
     try:
         for label, spec in zip(unique_labels(specs), specs, strict=True):
             console.print(f"loading {spec} as [bold]{label}[/]", highlight=False)
-            engines[label] = load_engine(spec, **engine_options(device=device, dtype=dtype))
+            engines[label] = load_engine(spec, **engine_options(device=device, dtype=dtype, timeout=timeout))
     except BaseException:  # a later model failed to load: free the ones already loaded
         for engine in engines.values():
             engine.close()

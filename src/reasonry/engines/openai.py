@@ -8,7 +8,6 @@ feeder thread, and hands results back through a queue in completion order.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ import aiohttp
 
 from reasonry.config import ModelSpec
 from reasonry.engines.base import Engine, Request, Result
+from reasonry.engines.limits import AdaptiveConcurrency, ServerLimits, TokenBucket, parse_retry_after
 from reasonry.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,10 @@ _DONE = object()
 
 
 class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, overloaded: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.overloaded = overloaded
 
 
 class _Rejected(Exception):
@@ -69,47 +70,11 @@ def resolve_api_key(api_key: str | None, api_key_env: str | None) -> str | None:
     return os.environ.get("OPENAI_API_KEY") or None
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-class TokenBucket:
-    """At most `per_minute` units a minute, refilled continuously; bursts up to one second's worth."""
-
-    def __init__(self, per_minute: float) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate)
-        self.level = self.capacity
-        self.stamp = time.monotonic()
-
-    async def take(self, amount: float) -> None:
-        need = min(amount, self.capacity)  # a request bigger than the bucket waits for a full bucket
-        while True:
-            now = time.monotonic()
-            self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
-            self.stamp = now
-            if self.level >= need:
-                self.level -= amount
-                return
-            await asyncio.sleep((need - self.level) / self.rate)
-
-
 class OpenAIEngine(Engine):
     def __init__(self, spec: ModelSpec, *, api_key: str | None = None, api_key_env: str | None = None,
                  concurrency: int = 64, rpm: int | None = None, tpm: int | None = None, timeout: float = 120.0,
-                 max_retries: int = 5, chat: bool = False, backoff_base: float = 0.5,
-                 backoff_max: float = 30.0) -> None:
+                 max_retries: int = 5, backoff_base: float = 0.5, backoff_max: float = 30.0,
+                 adaptive: bool = True) -> None:
         if not spec.base_url:
             raise ConfigError(f"--model {spec}: no server address; write openai:MODEL@http://host:port/v1")
         _check_positive(concurrency=concurrency, timeout=timeout, rpm=rpm, tpm=tpm)
@@ -120,7 +85,7 @@ class OpenAIEngine(Engine):
         self.concurrency = concurrency
         self.timeout = timeout
         self.max_retries = max_retries
-        self.chat = chat
+        self.adaptive = adaptive
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self._secret = resolve_api_key(api_key, api_key_env)
@@ -131,6 +96,8 @@ class OpenAIEngine(Engine):
         self._tpm = TokenBucket(tpm) if tpm else None
         self._paused_until = 0.0
         self.dropped_fields: set[str] = set()
+        self.where = f"the server of openai:{spec.model}"  # errors never show the URL: it may carry a key
+        self.limiter: AdaptiveConcurrency | None = None  # the running generate call's, for progress and benches
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIEngine({self.spec.model!r} @ {self.root}, concurrency={self.concurrency})"
@@ -163,7 +130,7 @@ class OpenAIEngine(Engine):
 
         async def main() -> None:
             holder["loop"], holder["task"] = asyncio.get_running_loop(), asyncio.current_task()
-            async with self._session(1) as session:
+            async with self._session(1, streaming=True) as session:
                 pieces.put(await self._stream_call(session, request, pieces.put))
 
         thread = threading.Thread(target=_run_loop, args=(main, pieces.put), daemon=True, name="reasonry-stream")
@@ -179,10 +146,12 @@ class OpenAIEngine(Engine):
             thread.join(timeout=10)
 
     # -- one request ---------------------------------------------------------------
-    def _session(self, connections: int) -> aiohttp.ClientSession:
+    def _session(self, connections: int, *, streaming: bool = False) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=connections, ttl_dns_cache=300)
-        return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                     headers=self._headers)
+        # A stream may run longer than --timeout as long as pieces keep coming; a silent one is cut.
+        timeout = (aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout) if streaming
+                   else aiohttp.ClientTimeout(total=self.timeout))
+        return aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self._headers)
 
     def payload(self, request: Request, *, stream: bool = False) -> tuple[str, dict[str, Any]]:
         """(endpoint path, JSON body) for a request: `messages` go to chat/completions, `prompt` to completions."""
@@ -212,19 +181,34 @@ class OpenAIEngine(Engine):
         body["messages"] = messages
         return "/chat/completions", body
 
-    async def _call(self, session: aiohttp.ClientSession, request: Request) -> Result:
+    async def _call(self, session: aiohttp.ClientSession, request: Request,
+                    limiter: AdaptiveConcurrency | None = None) -> Result:
         """Send one request with retries; every failure ends as a Result with `error`, never an exception."""
         attempt = 0
         while True:
             path, body = self.payload(request)
-            started = time.perf_counter()
             try:
                 await self._wait_for_limits(body)
-                data = await self._post(session, path, body)
-                return self._result(request, path, data, time.perf_counter() - started)
+                ticket = await limiter.acquire() if limiter else 0
+                started = time.perf_counter()
+                overloaded, latency, tokens = False, None, 0
+                try:
+                    data = await self._post(session, path, body, limiter)
+                    result = self._result(request, path, data, time.perf_counter() - started)
+                    latency, tokens = result.latency_s, result.completion_tokens
+                    result.retries = attempt
+                    return result
+                except _Retryable as exc:
+                    overloaded = exc.overloaded
+                    raise
+                finally:
+                    if limiter:
+                        await limiter.release(ticket, overloaded=overloaded, latency_s=latency, tokens=tokens)
             except _Retryable as exc:
                 if attempt >= self.max_retries:
-                    return self._error(request, f"{exc}; gave up after {attempt + 1} attempts")
+                    failed = self._error(request, f"{exc}; gave up after {attempt + 1} attempts")
+                    failed.retries = attempt
+                    return failed
                 await self._back_off(attempt, exc.retry_after)
                 attempt += 1
             except _Rejected as exc:
@@ -236,23 +220,32 @@ class OpenAIEngine(Engine):
             except Exception as exc:  # a bug or an odd server must not stop the run
                 return self._error(request, f"{type(exc).__name__}: {exc}")
 
-    async def _post(self, session: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        url = self.root + path
+    async def _post(self, session: aiohttp.ClientSession, path: str, body: dict[str, Any],
+                    limiter: AdaptiveConcurrency | None = None) -> dict[str, Any]:
         try:
-            async with session.post(url, data=json.dumps(body, ensure_ascii=False).encode()) as response:
+            async with session.post(self.root + path, data=json.dumps(body, ensure_ascii=False).encode()) as response:
                 raw = await response.read()
+                self._heed(response.headers, limiter, body)
                 if response.status == 200:
-                    return _json_object(raw, url)
-                _raise_for_status(response.status, response.headers.get("Retry-After"), raw, url)
+                    return _json_object(raw, self.where)
+                _raise_for_status(response.status, response.headers.get("Retry-After"), raw, self.where)
         except TimeoutError:
-            raise _Retryable(f"no answer from {url} within --timeout {self.timeout:g}s") from None
+            raise _Retryable(f"no answer from {self.where} within --timeout {self.timeout:g}s") from None
         except aiohttp.ClientError as exc:
-            raise _Retryable(f"connection to {url} failed ({type(exc).__name__}: {exc})") from None
+            raise _Retryable(f"connection to {self.where} failed ({type(exc).__name__})") from None
         raise AssertionError("unreachable")
 
-    async def _wait_for_limits(self, body: dict[str, Any]) -> None:
-        pause = self._paused_until - time.monotonic()
+    def _heed(self, headers: Any, limiter: AdaptiveConcurrency | None, body: dict[str, Any]) -> None:
+        """x-ratelimit-* headers: when the requests in flight use up the window, every request waits for its reset."""
+        if "x-ratelimit-remaining-requests" not in headers and "x-ratelimit-remaining-tokens" not in headers:
+            return
+        in_flight = limiter.in_flight if limiter else 1
+        pause = ServerLimits.from_headers(headers).pause_s(in_flight, estimate_tokens(body))
         if pause > 0:
+            self._paused_until = max(self._paused_until, time.monotonic() + min(pause, MAX_RETRY_AFTER_S))
+
+    async def _wait_for_limits(self, body: dict[str, Any]) -> None:
+        while (pause := self._paused_until - time.monotonic()) > 0:
             await asyncio.sleep(pause)
         if self._rpm:
             await self._rpm.take(1)
@@ -288,7 +281,7 @@ class OpenAIEngine(Engine):
                 text = message.get("content") or ""
                 reasoning = message.get("reasoning_content") or message.get("reasoning") or None
         except (KeyError, IndexError, TypeError):
-            raise _Retryable(f"malformed answer from {self.root + path}: no choices[0] text") from None
+            raise _Retryable(f"malformed answer from {self.where}: no choices[0] text") from None
         usage = data.get("usage") or {}
         return Result(
             key=request.key, text=text, raw_text=raw_text(text, reasoning), reasoning=reasoning,
@@ -300,11 +293,16 @@ class OpenAIEngine(Engine):
     def _error(self, request: Request, message: str) -> Result:
         if self._secret:
             message = message.replace(self._secret, "***")
+        address = urlsplit(self.root)
+        for shown in (self.root, address.netloc, address.hostname or self.root):
+            message = message.replace(shown, "<server>")  # an upstream may echo its own address
         return Result(key=request.key, error=message, finish_reason="error")
 
     # -- streaming ---------------------------------------------------------------
     async def _stream_call(self, session: aiohttp.ClientSession, request: Request,
                            emit: Callable[[str], None]) -> Result:
+        """One streamed request with retries until its first piece; a stream dropped after that ends as an
+        error (the pieces are out). Consumers that want only the final Result call `generate`, which retries."""
         attempt = 0
         while True:
             path, body = self.payload(request, stream=True)
@@ -326,22 +324,36 @@ class OpenAIEngine(Engine):
 
     async def _stream_post(self, session: aiohttp.ClientSession, path: str, body: dict[str, Any],
                            state: _StreamState) -> None:
-        url = self.root + path
+        chat = path != "/completions"
         try:
-            async with session.post(url, data=json.dumps(body, ensure_ascii=False).encode()) as response:
+            async with session.post(self.root + path, data=json.dumps(body, ensure_ascii=False).encode()) as response:
                 if response.status != 200:
-                    _raise_for_status(response.status, response.headers.get("Retry-After"), await response.read(), url)
+                    _raise_for_status(response.status, response.headers.get("Retry-After"), await response.read(),
+                                      self.where)
+                self._heed(response.headers, None, body)
+                if response.content_type == "application/json":  # the server ignored `stream: true`
+                    state.whole(_json_object(await response.read(), self.where), chat=chat)
+                    return
+                if response.content_type != "text/event-stream":
+                    raise _Retryable(f"{self.where} answered a stream request with {response.content_type!r}, "
+                                     "not text/event-stream or application/json")
+                done = False
                 async for line in response.content:
                     if not line.startswith(b"data:"):
                         continue
                     data = line[5:].strip()
                     if data == b"[DONE]":
-                        return
-                    state.feed(_json_object(data, url), chat=path != "/completions")
+                        done = True
+                        break
+                    state.feed(_json_object(data, self.where), chat=chat)
         except TimeoutError:
-            raise _Retryable(f"no answer from {url} within --timeout {self.timeout:g}s") from None
+            raise _Retryable(f"no answer from {self.where} within --timeout {self.timeout:g}s") from None
         except aiohttp.ClientError as exc:
-            raise _Retryable(f"connection to {url} failed ({type(exc).__name__}: {exc})") from None
+            raise _Retryable(f"connection to {self.where} failed midway ({type(exc).__name__})") from None
+        if not (done or state.finished):
+            raise _Retryable(f"the stream from {self.where} ended before its last piece (no [DONE], no finish_reason)")
+        if not (state.sent or state.finished):
+            raise _Retryable(f"the stream from {self.where} ended without any text or finish_reason")
 
 
 class _StreamState:
@@ -353,12 +365,26 @@ class _StreamState:
         self.reasoning: list[str] = []
         self.usage: dict[str, Any] = {}
         self.finish = "stop"
+        self.finished = False
         self.sent = False
+
+    def whole(self, data: dict[str, Any], *, chat: bool) -> None:
+        """A plain JSON answer to a stream request: the same text, sent as one piece."""
+        try:
+            choice = data["choices"][0]
+            message = choice["message"] if chat else {"content": choice["text"]}
+        except (KeyError, IndexError, TypeError):
+            raise _Retryable("a JSON answer to a stream request without choices[0] text") from None
+        delta = {k: message.get(k) for k in ("reasoning_content", "reasoning", "content")}
+        self.feed({"usage": data.get("usage"), "choices": [{"delta": delta, "text": message.get("content"),
+                                                              "finish_reason": choice.get("finish_reason") or "stop"}]},
+                  chat=chat)
 
     def feed(self, chunk: dict[str, Any], *, chat: bool) -> None:
         self.usage = chunk.get("usage") or self.usage
         for choice in chunk.get("choices") or []:
-            self.finish = choice.get("finish_reason") or self.finish
+            if choice.get("finish_reason"):
+                self.finish, self.finished = choice["finish_reason"], True
             if not chat:
                 self._content(choice.get("text") or "")
                 continue
@@ -440,8 +466,11 @@ class _Run:
     async def _main(self) -> None:
         self.loop, self.task = asyncio.get_running_loop(), asyncio.current_task()
         todo: asyncio.Queue[Request | None] = asyncio.Queue()
-        async with self.engine._session(self.engine.concurrency) as session:
-            workers = [asyncio.create_task(self._work(session, todo)) for _ in range(self.engine.concurrency)]
+        engine = self.engine
+        limiter = AdaptiveConcurrency(engine.concurrency) if engine.adaptive else None
+        engine.limiter = limiter
+        async with engine._session(engine.concurrency) as session:
+            workers = [asyncio.create_task(self._work(session, todo, limiter)) for _ in range(engine.concurrency)]
             try:
                 await self._feed(todo)
                 for _ in workers:
@@ -470,9 +499,10 @@ class _Run:
             for request in batch:
                 todo.put_nowait(request)
 
-    async def _work(self, session: aiohttp.ClientSession, todo: asyncio.Queue[Request | None]) -> None:
+    async def _work(self, session: aiohttp.ClientSession, todo: asyncio.Queue[Request | None],
+                    limiter: AdaptiveConcurrency | None) -> None:
         while (request := await todo.get()) is not None:
-            self.results.put(await self.engine._call(session, request))
+            self.results.put(await self.engine._call(session, request, limiter))
 
 
 def _run_loop(main: Callable[[], Any], put: Callable[[Any], None]) -> None:
@@ -506,26 +536,27 @@ def _take(iterator: Iterator[Request], n: int) -> list[Request]:
     return list(islice(iterator, n))
 
 
-def _json_object(raw: bytes, url: str) -> dict[str, Any]:
+def _json_object(raw: bytes, where: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError:
-        raise _Retryable(f"malformed JSON from {url}: {raw[:80]!r}") from None
+        raise _Retryable(f"malformed JSON from {where}: {raw[:80]!r}") from None
     if not isinstance(data, dict):
-        raise _Retryable(f"malformed answer from {url}: not a JSON object")
+        raise _Retryable(f"malformed answer from {where}: not a JSON object")
     return data
 
 
-def _raise_for_status(status: int, retry_after: str | None, raw: bytes, url: str) -> None:
+def _raise_for_status(status: int, retry_after: str | None, raw: bytes, where: str) -> None:
     detail = raw[:300].decode("utf-8", "replace").strip()
     if status in (408, 409, 429) or status >= 500:
-        raise _Retryable(f"HTTP {status} from {url}: {detail}", parse_retry_after(retry_after))
+        raise _Retryable(f"HTTP {status} from {where}: {detail}", parse_retry_after(retry_after),
+                         overloaded=status in (429, 503))
     unexpected = {f for f in EXTRA_SAMPLING_FIELDS if f in detail} if status in (400, 422) else set()
     hint = ""
     if "continue_final_message" in detail:
         hint = (" (this server cannot continue a prefilled assistant turn; for special mode use a server that"
                 " can, such as vLLM or SGLang, or a text --template without --chat)")
-    raise _Rejected(f"HTTP {status} from {url}: {detail}{hint}", unexpected)
+    raise _Rejected(f"HTTP {status} from {where}: {detail}{hint}", unexpected)
 
 
 def raw_text(text: str, reasoning: str | None) -> str:

@@ -6,6 +6,7 @@
 - steering.py: steering versions
 - debate.py: debate nodes
 - browse.py: the web Runs page's paged queries
+- hygiene.py: dedup/decontaminate marks and which runs were checked
 - usage.py: the usage ledger (tokens, requests, failures, retries, seconds per run and model)
 """
 
@@ -15,6 +16,7 @@ from reasonry.store.base import StoreBase
 from reasonry.store.browse import BrowseMixin
 from reasonry.store.debate import NODE_FIELDS, DebateMixin
 from reasonry.store.flags import FlagsMixin
+from reasonry.store.hygiene import HygieneMixin
 from reasonry.store.migrations import MIGRATIONS
 from reasonry.store.records import RESULT_FIELDS, RunRecord, StoredResult, new_run_id
 from reasonry.store.runs import RunsMixin
@@ -22,7 +24,8 @@ from reasonry.store.steering import SteeringMixin
 from reasonry.store.usage import Usage, UsageMixin
 
 
-class Store(RunsMixin, FlagsMixin, SteeringMixin, DebateMixin, BrowseMixin, UsageMixin, StoreBase):
+class Store(RunsMixin, FlagsMixin, SteeringMixin, DebateMixin, BrowseMixin, UsageMixin, HygieneMixin,
+            StoreBase):
     """One reasonry database. `Store(path)` creates it if needed; `Store.existing(path)` only opens one."""
 
 

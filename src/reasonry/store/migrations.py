@@ -76,6 +76,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         PRIMARY KEY (run_id, model)
     );
     """),
+    # data hygiene: results `dedup` marked duplicate and `decontaminate` marked contaminated, and which run was
+    # checked for which (zero marks then means clean, not unchecked)
+    ("hygiene marks", """
+    CREATE TABLE IF NOT EXISTS hygiene_marks (
+        run_id TEXT NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
+        PRIMARY KEY (run_id, key, kind)
+    );
+    CREATE TABLE IF NOT EXISTS hygiene_checks (
+        run_id TEXT NOT NULL, kind TEXT NOT NULL, settings TEXT NOT NULL, checked_at REAL NOT NULL,
+        PRIMARY KEY (run_id, kind)
+    );
+    """),
 ]
 
 

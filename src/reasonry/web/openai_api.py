@@ -77,11 +77,8 @@ def _usage(result: Result) -> dict[str, int]:
 
 
 def _generate(steerer: Steerer, label: str, request: EngineRequest) -> Result:
-    result: Result | None = None
-    with steerer.locks[label]:
-        for piece in steerer.engines[label].stream(request):
-            if isinstance(piece, Result):
-                result = piece
+    with steerer.locks[label]:  # generate, not stream: a fault midway is retried, as nobody saw pieces yet
+        result: Result | None = next(iter(steerer.engines[label].generate([request])), None)
     if result is None or result.error:
         raise ReasonryError(f"model {label}: {result.error if result else 'no result'}")
     return result
