@@ -205,7 +205,7 @@ def test_detect_language_offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(quality, "_langid_identifier", None)  # force loading the model under the patch
+    monkeypatch.setattr(quality.language, "_langid_identifier", None)  # force loading the model under the patch
     lang, prob = detect_language("これは日本語の文章です。")
     assert lang == "ja" and 0.8 <= prob <= 1.0
     lang, prob = detect_language("This is an ordinary English sentence about the weather today.")

@@ -8,7 +8,6 @@ the flags of the keys it looked at; readers (report, export) check results that 
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reasonry.errors import ConfigError
-from reasonry.quality import FLAG_NAMES, CheckConfig, Flag, check_one, length_outliers, summarize
+from reasonry.quality import FLAG_NAMES, CheckConfig, Flag, summarize
+from reasonry.quality.checks import check_record, length_flags, reasoning_of
 from reasonry.store import Store
 
 CHECK_MARK = "quality_check"
@@ -53,18 +53,6 @@ def _convert(name: str, value: Any, default: Any) -> Any:
         raise ConfigError(f"check setting {name}={value!r}: expected a {kind.__name__}") from None
 
 
-def reasoning_of(record: Mapping[str, Any]) -> str | None:
-    """The reasoning of a result: generated, or the one given in the question file (special mode)."""
-    generated = record.get("reasoning")
-    return generated if generated is not None else record.get("given_reasoning")
-
-
-def question_text(record: Mapping[str, Any]) -> str:
-    """Question and context: restating either of them is not leakage."""
-    context = record.get("input") or ""
-    return record.get("question", "") + (f"\n{context}" if context else "")
-
-
 def _produces(store: Store, keys: Sequence[str]) -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for start in range(0, len(keys), 900):
@@ -79,27 +67,10 @@ def _is_checkable(record: Mapping[str, Any]) -> bool:
     return not record.get("error") and record.get("text") is not None
 
 
-def check_record(record: Mapping[str, Any], produces: str | None, config: CheckConfig) -> list[Flag]:
-    """Flags of one stored result (no `length`: that needs the model's other results)."""
-    reasoning = reasoning_of(record)
-    if produces == "response" and not (reasoning or "").strip():
-        return []  # vanilla prompt: no reasoning by design
-    return check_one(
-        reasoning, record.get("response"), question=question_text(record), reference=record.get("reference"),
-        finish_reason=record.get("finish_reason"), config=config,
-    )
-
-
 def add_length_flags(checked: Sequence[Checked], config: CheckConfig) -> None:
-    by_model: dict[str, list[Checked]] = defaultdict(list)
-    for item in checked:
-        by_model[item.model].append(item)
-    for items in by_model.values():
-        lengths = [len(reasoning_of(item.record) or "") for item in items]
-        median = statistics.median(lengths) if lengths else 0
-        for i in length_outliers(lengths, config):
-            reason = f"reasoning length {lengths[i]} chars is an outlier for this model (median {median:g})"
-            items[i].flags.append(Flag("length", reason))
+    found = length_flags([(item.model, reasoning_of(item.record)) for item in checked], config)
+    for i, flag in found.items():
+        checked[i].flags.append(flag)
 
 
 def save_flags(store: Store, checked: Sequence[Checked]) -> None:
@@ -155,7 +126,7 @@ def check_run(store: Store, run_id: str, *, config: CheckConfig | None = None,
     usable = [r for r in records if _is_checkable(r)]
     produces = _produces(store, [r["request_key"] for r in usable])
     checked = [
-        Checked(r["request_key"], r["model"], r, check_record(r, produces.get(r["request_key"]), config))
+        Checked(r["request_key"], r["model"], r, check_record(r, config, produces.get(r["request_key"])))
         for r in usable
     ]
     add_length_flags(checked, config)
