@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 
 from reasonry.quality import FLAG_NAMES, CheckConfig, Flag, summarize
 from reasonry.quality.checks import check_record, length_flags, reasoning_of
+from reasonry.quality.summary import judge_agreement
 
 MAX_EXAMPLES_PER_FLAG = 20
 _MAX_LABEL_CHARS = 40
@@ -47,6 +48,7 @@ class _Row:
     flags: list[Flag] = field(default_factory=list)
     checked_here: bool = False
     record: Mapping[str, Any] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=dict)  # judge kind -> yes/no/n/a/unclear
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -83,6 +85,7 @@ def _row(record: Mapping[str, Any]) -> _Row:
         flags=[_to_flag(f) for f in flags] if flags is not None else [],
         checked_here=flags is None,
         record=record,
+        verdicts={kind: getattr(v, "verdict", v) for kind, v in (record.get("verdicts") or {}).items()},
     )
 
 
@@ -319,6 +322,10 @@ mark { background: #ffd54f; }
 <h2>Latency and throughput per model</h2>
 <figure>{{ speed_plot }}</figure>
 
+{% if judge %}<h2>Rule-based leakage flag vs judge</h2>
+<table><tr><th>model</th><th>judged</th><th>leakage: agree</th><th>rule only</th><th>judge only</th><th>unclear</th><th>reasoning supports response (yes / no)</th></tr>
+{% for model, j in judge.items() %}<tr><td>{{ model }}</td><td>{{ j.judged }}</td><td>{{ j.agree }}/{{ j.compared }}{% if j.agreement is not none %} ({{ pct(j.agreement) }}){% endif %}</td><td>{{ j.rule_only }}</td><td>{{ j.judge_only }}</td><td>{{ j.unclear }}</td><td>{{ j.consistency.yes }} / {{ j.consistency.no }}</td></tr>
+{% endfor %}</table>{% endif %}
 <h2>Flagged examples</h2>
 {% if not examples %}<p>No result was flagged.</p>{% endif %}
 {% for name, items in examples.items() %}
@@ -362,6 +369,9 @@ def _render(title: str, rows: Sequence[_Row]) -> str:
         n_rows=len(rows),
         n_errors=sum(1 for r in rows if r.error),
         summary=summary,
+        judge=judge_agreement(
+            (r.model, any(f.name == "leakage" for f in r.flags), r.verdicts) for r in rows if not r.error
+        ),
         flag_names=names,
         length_plot=_length_plot(rows, models),
         flag_plot=_flag_plot(summary, names),

@@ -28,3 +28,31 @@ def summarize(flags_per_result: Iterable[tuple[str, Sequence[Flag | Mapping[str,
         entry["rates"] = {name: count / n for name, count in entry["counts"].items()}
         entry["flagged_rate"] = entry["flagged"] / n
     return models
+
+
+def judge_agreement(items: Iterable[tuple[str, bool, Mapping[str, str]]]) -> dict[str, dict[str, Any]]:
+    """Per model: how often the rule-based leakage flag and the judge's leakage verdict agree, and the judge's
+    consistency verdicts. `items` are (model, rule flagged leakage, {judge kind: verdict}); results the judge
+    did not see are left out, "unclear" leakage verdicts are counted apart."""
+    models: dict[str, dict[str, Any]] = {}
+    for model, rule, verdicts in items:
+        if not verdicts:
+            continue
+        entry = models.setdefault(model, {
+            "judged": 0, "compared": 0, "agree": 0, "both": 0, "rule_only": 0, "judge_only": 0, "neither": 0,
+            "unclear": 0, "consistency": {"yes": 0, "no": 0, "n/a": 0, "unclear": 0},
+        })
+        entry["judged"] += 1
+        leak = verdicts.get("judge-leakage", "unclear")
+        if leak in ("yes", "no"):
+            judge = leak == "yes"
+            entry["compared"] += 1
+            entry["agree"] += rule == judge
+            entry[("both" if judge else "rule_only") if rule else ("judge_only" if judge else "neither")] += 1
+        else:
+            entry["unclear"] += 1
+        consistent = verdicts.get("judge-consistency", "unclear")
+        entry["consistency"][consistent if consistent in entry["consistency"] else "unclear"] += 1
+    for entry in models.values():
+        entry["agreement"] = entry["agree"] / entry["compared"] if entry["compared"] else None
+    return models

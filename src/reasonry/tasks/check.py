@@ -17,7 +17,11 @@ from typing import Any
 from reasonry.errors import ConfigError
 from reasonry.quality import FLAG_NAMES, CheckConfig, Flag, summarize
 from reasonry.quality.checks import check_record, length_flags, reasoning_of
+from reasonry.quality.judge import JUDGE_KINDS, Verdict
+from reasonry.quality.summary import judge_agreement
 from reasonry.store import Store
+from reasonry.tasks.execute import Reporter
+from reasonry.tasks.judge import JudgeConfig, Judged, judge_results
 
 CHECK_MARK = "quality_check"
 
@@ -30,6 +34,7 @@ class Checked:
     model: str
     record: dict[str, Any]
     flags: list[Flag] = field(default_factory=list)
+    verdicts: list[Flag] | None = None  # judge verdicts, when a judge was asked this time
 
 
 def check_config(values: Mapping[str, Any]) -> CheckConfig:
@@ -74,11 +79,15 @@ def add_length_flags(checked: Sequence[Checked], config: CheckConfig) -> None:
 
 
 def save_flags(store: Store, checked: Sequence[Checked]) -> None:
-    """Replace the stored flags of every checked key."""
+    """Replace the stored flags of every checked key (judge verdicts only where a judge was asked again)."""
     keys = [(item.key,) for item in checked]
-    rows = [(item.key, f.name, f.reason, f.span, f.start, f.end) for item in checked for f in item.flags]
+    judged = [(item.key,) for item in checked if item.verdicts is not None]
+    rows = [(item.key, f.name, f.reason, f.span, f.start, f.end)
+            for item in checked for f in [*item.flags, *(item.verdicts or [])]]
+    kinds = ",".join(f"'{kind}'" for kind in JUDGE_KINDS)
     with store.transaction() as conn:
-        conn.executemany("DELETE FROM flags WHERE key=?", keys)
+        conn.executemany(f"DELETE FROM flags WHERE key=? AND name NOT IN ({kinds})", keys)
+        conn.executemany(f"DELETE FROM flags WHERE key=? AND name IN ({kinds})", judged)
         conn.executemany(
             'INSERT OR REPLACE INTO flags (key, name, reason, span, start, "end") VALUES (?,?,?,?,?,?)', rows)
         now = time.time()
@@ -96,8 +105,7 @@ def unchecked_keys(store: Store, keys: Iterable[str]) -> set[str]:
     return set(keys) - seen
 
 
-def load_flags(store: Store, keys: Iterable[str]) -> dict[str, list[Flag]]:
-    """Stored flags by result key (keys without flags are absent)."""
+def _stored_flags(store: Store, keys: Iterable[str]) -> dict[str, list[Flag]]:
     keys = list(dict.fromkeys(k for k in keys if k))
     found: dict[str, list[Flag]] = defaultdict(list)
     for start in range(0, len(keys), 900):
@@ -111,15 +119,41 @@ def load_flags(store: Store, keys: Iterable[str]) -> dict[str, list[Flag]]:
     return dict(found)
 
 
+def load_flags(store: Store, keys: Iterable[str]) -> dict[str, list[Flag]]:
+    """Stored rule-based flags by result key (keys without flags are absent)."""
+    stored = _stored_flags(store, keys)
+    found = {key: [f for f in flags if f.name not in JUDGE_KINDS] for key, flags in stored.items()}
+    return {key: flags for key, flags in found.items() if flags}
+
+
+def load_verdicts(store: Store, keys: Iterable[str]) -> dict[str, dict[str, Verdict]]:
+    """Stored judge verdicts by result key, then by kind (`judge-leakage`, `judge-consistency`)."""
+    stored = _stored_flags(store, keys)
+    found = {key: {f.name: Verdict.from_flag(f) for f in flags if f.name in JUDGE_KINDS}
+             for key, flags in stored.items()}
+    return {key: verdicts for key, verdicts in found.items() if verdicts}
+
+
+def agreement(checked: Sequence[Checked], verdicts: dict[str, dict[str, Verdict]]) -> dict[str, dict[str, Any]]:
+    """Rule vs judge on leakage, per model (see `judge_agreement`)."""
+    return judge_agreement(
+        (item.model, any(f.name == "leakage" for f in item.flags),
+         {kind: v.verdict for kind, v in verdicts.get(item.key, {}).items()})
+        for item in checked)
+
+
 def is_checked(store: Store, run_id: str) -> bool:
     return CHECK_MARK in store.get_run(run_id)["config"]
 
 
 def check_run(store: Store, run_id: str, *, config: CheckConfig | None = None,
-              models: Sequence[str] | None = None) -> dict[str, Any]:
+              models: Sequence[str] | None = None, judge: JudgeConfig | None = None,
+              reporter: Reporter | None = None) -> dict[str, Any]:
     """Check every finished result of `run_id`, store the flags, and return a summary per model.
 
-    Results that failed or are not generated yet are skipped (counted in `skipped`).
+    Results that failed or are not generated yet are skipped (counted in `skipped`). With `judge`, a model is
+    asked about every result too; its verdicts are stored beside the flags and the summary's `judge` holds,
+    per model, how often it agrees with the rule-based leakage flag (also from verdicts stored earlier).
     """
     config = config or CheckConfig()
     records = list(store.run_records(run_id, models=models))
@@ -130,7 +164,16 @@ def check_run(store: Store, run_id: str, *, config: CheckConfig | None = None,
         for r in usable
     ]
     add_length_flags(checked, config)
+    judge_summary: dict[str, Any] | None = None
+    if judge is not None:
+        found, counts = judge_results(store, run_id, [Judged(i.key, i.model, i.record) for i in checked], judge,
+                                      reporter)
+        for item in checked:
+            item.verdicts = found.get(item.key, [])
+        judge_summary = {"requests": counts.requests, "generated": counts.generated, "cached": counts.cached,
+                         "failed": counts.failed, "errors": counts.errors}
     save_flags(store, checked)
+    verdicts = load_verdicts(store, [item.key for item in checked])
     changed = {f.name: f.default for f in dataclasses.fields(CheckConfig)}
     settings = {k: v for k, v in dataclasses.asdict(config).items() if v != changed[k]}
     store.update_run_config(run_id, **{CHECK_MARK: {"at": time.time(), "settings": settings}})
@@ -142,6 +185,7 @@ def check_run(store: Store, run_id: str, *, config: CheckConfig | None = None,
         "settings": settings,
         "models": summarize((item.model, item.flags) for item in checked),
         "flag_names": list(FLAG_NAMES),
+        "judge": {"models": agreement(checked, verdicts), **(judge_summary or {})} if verdicts else None,
     }
 
 
@@ -168,7 +212,9 @@ def records_with_flags(store: Store, run_id: str, *, config: CheckConfig | None 
     if not is_checked(store, run_id) or unchecked_keys(store, usable):
         check_run(store, run_id, config=config)
     flags = load_flags(store, (r["request_key"] for r in records))
+    verdicts = load_verdicts(store, (r["request_key"] for r in records))
     for record in records:
         record["flags"] = flags.get(record["request_key"], [])
+        record["verdicts"] = verdicts.get(record["request_key"], {})
         record["reasoning"] = reasoning_of(record)
     return records
