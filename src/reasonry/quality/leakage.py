@@ -19,6 +19,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from reasonry.quality.conclusions import (
+    approximate_result_evidence,
+    conclusion_evidence,
+    final_number_evidence,
+    rejected_premise_evidence,
+)
 from reasonry.quality.flags import CheckConfig, Flag
 from reasonry.quality.leakage_cues import (
     _EN_COPULA_RE,
@@ -264,6 +270,17 @@ def _reference_evidence(texts: _Texts, reference: str, config: CheckConfig) -> _
     return None
 
 
+def _answer_units(texts: _Texts, config: CheckConfig) -> set[str]:
+    """Content units of what the response answers: its short answer or answer phrases, else its words that
+    the question does not contain."""
+    found = [_short_answer(texts, config), *(_answer_phrase(s, texts, config) for s in _claims(texts.response))]
+    units = {u.key for f in found if f is not None for u in _units(f[0])}
+    if units:
+        return units
+    question = {u.key for u in _units(texts.question)}
+    return {u.key for u in _units(texts.response)} - question
+
+
 def _leakage_evidence(texts: _Texts, reference: str | None, config: CheckConfig) -> _Evidence | None:
     if reference and reference.strip():
         found = _reference_evidence(texts, reference, config)
@@ -283,6 +300,10 @@ def _leakage_evidence(texts: _Texts, reference: str | None, config: CheckConfig)
         lambda: _answer_phrase_evidence(texts, config) if has_response else None,
         lambda: _sentence_overlap_evidence(texts, config) if has_response else None,
         lambda: _shared_phrase_evidence(texts, config) if has_response else None,
+        lambda: approximate_result_evidence(texts),
+        lambda: final_number_evidence(texts),
+        lambda: rejected_premise_evidence(texts) if has_response else None,
+        lambda: conclusion_evidence(texts, _answer_units(texts, config)),
     ]
     for check in checks:
         found = check()

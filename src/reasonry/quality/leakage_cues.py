@@ -7,7 +7,7 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from reasonry.quality.flags import CheckConfig
 from reasonry.quality.normalisation import (
@@ -16,7 +16,6 @@ from reasonry.quality.normalisation import (
     _CLOSING_QUOTES,
     _HAN,
     _LIST_MARKER_RE,
-    _NUMBER_RE,
     _OPENING_QUOTES,
     _STOPWORDS,
     _WORD,
@@ -27,6 +26,7 @@ from reasonry.quality.normalisation import (
     _stem,
     _units,
 )
+from reasonry.quality.numbers import numbers
 
 
 @dataclass(frozen=True)
@@ -92,13 +92,7 @@ _JA_PREDICATE_RE = re.compile(
 
 
 def _numbers(text: str) -> list[tuple[Decimal, int, int]]:
-    out = []
-    for m in _NUMBER_RE.finditer(text):
-        try:
-            out.append((Decimal(m.group().replace(",", "")), m.start(), m.end()))
-        except InvalidOperation:
-            continue
-    return out
+    return numbers(text)
 
 
 def _unit_after(text: str, end: int) -> str:
