@@ -43,7 +43,8 @@ def check_one(
     if reasoning.strip():
         flags.append(_check_language(reasoning, config))
         flags.append(_check_repetition(reasoning, config))
-        flags.append(_check_leakage(reasoning, response, question or "", reference, config))
+        cut_off = (finish_reason or "").lower() == "length" and not (response or "").strip()
+        flags.append(_check_leakage(reasoning, response, question or "", reference, config, cut_off))
     return [f for f in flags if f is not None]
 
 

@@ -3,7 +3,8 @@
 approximate result ("approximately 12.49"), or it restates the response's rejection of a premise ("snakes never
 grow legs"). A conclusion counts when there is nothing to compare it with (a reasoning-only result), when the
 question asks yes or no (any conclusion answers it), or when it holds the response's answer words.
-Plans in the first person ("so I divide 150 by 3") and sentences copied from the question never count.
+Plans in the first person ("so I divide 150 by 3"), sentences copied from the question, and the fragment a
+generation cut off at the token limit ends in never count.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def is_yes_no(question: str, response: str) -> bool:
 
 
 def _final_sentence(texts: _Texts) -> tuple[int, int] | None:
+    """The last sentence with content; none when generation was cut off (what it ends in is a fragment)."""
+    if texts.cut_off:
+        return None
     sentences = [(s, e) for s, e in texts.reasoning_sentences if _units(texts.reasoning, s, e)]
     return sentences[-1] if sentences else None
 

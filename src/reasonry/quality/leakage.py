@@ -329,11 +329,16 @@ def _name_keys(raw: str | None) -> frozenset[str]:
 
 
 def _check_leakage(
-    reasoning: str, response: str | None, question: str, reference: str | None, config: CheckConfig
+    reasoning: str,
+    response: str | None,
+    question: str,
+    reference: str | None,
+    config: CheckConfig,
+    cut_off: bool = False,
 ) -> Flag | None:
     norm = _normalize(reasoning)
     texts = _Texts(
-        norm.text, _norm(response), _norm(question), tuple(_sentences(norm.text)), _name_keys(response)
+        norm.text, _norm(response), _norm(question), tuple(_sentences(norm.text)), _name_keys(response), cut_off
     )
     found = _leakage_evidence(texts, reference, config)
     if found is None:

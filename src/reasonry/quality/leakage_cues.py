@@ -43,6 +43,7 @@ class _Texts:
     question: str  # normalized
     reasoning_sentences: tuple[tuple[int, int], ...]
     response_names: frozenset[str] = frozenset()  # words of multi-word capitalized names in the response
+    cut_off: bool = False  # generation stopped at the token limit: the text has no real last sentence
 
 
 _HEDGES = (
