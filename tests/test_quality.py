@@ -161,6 +161,7 @@ def test_truncated_by_length_at_sentence_end_and_missing_response() -> None:
             "Plan:\n- visit the temple early\nlunch\n- visit the temple early\n- visit the temple early\n",
             "- visit the temple early",
         ),
+        ("Counting: " + "123456789" * 6, "123456789"),  # a loop inside one long "word" (real SmolLM2 output)
     ],
 )
 def test_repetition(reasoning: str, piece: str) -> None:

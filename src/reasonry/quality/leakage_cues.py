@@ -75,7 +75,8 @@ _QUOTE_RE = re.compile(
     r"|(?<![^\W_])'([^'\n]{1,80})'(?![^\W_])"
 )
 _EN_EXPLICIT_RE = re.compile(
-    r"\b(?:(?:the|my|our|final|correct|right)\s+)*(?:answer|result|solution|option|choice)\s*"
+    r"\b(?:(?:the|my|our|final|correct|right)\s+)*(?:answer|result|solution|option|choice)"
+    r"(?:\s+(?:to|for|of)\s+(?:this|the|that|your|our)\s+(?:\w+\s+)?(?:question|problem|puzzle|riddle))?\s*"
     r"(?:is|would be|will be|should be|=|:)\s*(?P<x>[^.\n!?;]{1,80})"
 )
 _JA_EXPLICIT_RE = re.compile(r"(?:最終的な)?(?:答え|正解|解答|結論)\s*(?:は|:|=)\s*(?P<x>[^。\n、!?]{1,40})")

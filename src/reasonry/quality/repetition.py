@@ -18,10 +18,19 @@ class _Token:
     end: int
 
 
+_LONG_TOKEN = 30
+
+
 def _repetition_tokens(text: str) -> tuple[list[_Token], bool]:
     if _is_cjk_text(text):
         return [_Token(ch, i, i + 1) for i, ch in enumerate(text) if ch.isalnum()], True
-    return [_Token(m.group().lower(), m.start(), m.end()) for m in re.finditer(_WORD, text)], False
+    tokens: list[_Token] = []
+    for m in re.finditer(_WORD, text):
+        if len(m.group()) < _LONG_TOKEN:
+            tokens.append(_Token(m.group().lower(), m.start(), m.end()))
+        else:  # a run like "123456789123456789..." loops inside one word: look at its characters
+            tokens.extend(_Token(ch, m.start() + i, m.start() + i + 1) for i, ch in enumerate(m.group().lower()))
+    return tokens, False
 
 
 def _tandem_repeat(
