@@ -123,7 +123,16 @@ def test_check_with_judge_end_to_end(tmp_path: Path, judge_server: JudgeServer) 
     plain = cli_json("check", run_id, "--db", str(db), "--json")
     assert plain["judge"]["models"]["m1"]["agree"] == 3 and _verdict_rows(db) == rows  # kept without --judge
 
+    from reasonry.web.browse import run_rows
+
+    reader = Store.existing(db)
+    page = run_rows(reader, run_id, models=None, text="", page=1)
+    reader.close()
+    shown = {flag["name"] for row in page.rows for cells in row["cells"].values() for cell in cells
+             for flag in cell["flags"]}
+    assert shown == {"leakage"}  # the web browser lists rule flags, not verdicts
+
     out = tmp_path / "report.html"
     cli_json("report", run_id, "--db", str(db), "-o", str(out), "--json")
-    page = out.read_text(encoding="utf-8")
-    assert "Rule-based leakage flag vs judge" in page and "3/4 (75.0%)" in page
+    html = out.read_text(encoding="utf-8")
+    assert "Rule-based leakage flag vs judge" in html and "3/4 (75.0%)" in html

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reasonry.store import Store
+from reasonry.tasks.check import load_flags
 
 
 def _like(text: str) -> str:
@@ -67,11 +68,8 @@ def run_rows(store: Store, run_id: str, *, models: list[str] | None, text: str, 
         f" AND q.model IN ({marks}) ORDER BY q.row_index, q.sample_index",
         [run_id, *indexes, *shown]).fetchall()
     keys = list({c["request_key"] for c in cells})
-    flags: dict[str, list[dict[str, Any]]] = {}
-    if keys:
-        for flag in store.conn.execute(f"SELECT key, name, reason FROM flags WHERE key IN ({','.join('?' * len(keys))})",
-                                       keys):
-            flags.setdefault(flag["key"], []).append(dict(flag))
+    flags = {key: [{"key": key, "name": f.name, "reason": f.reason} for f in found]
+             for key, found in load_flags(store, keys).items()}  # rule flags only, not judge verdicts
     by_row: dict[int, dict[str, list[dict[str, Any]]]] = {}
     for cell in cells:
         data = dict(cell)
