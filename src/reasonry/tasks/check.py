@@ -205,8 +205,8 @@ def flagged_examples(store: Store, run_id: str, limit: int = 20) -> list[dict[st
 
 def records_with_flags(store: Store, run_id: str, *, config: CheckConfig | None = None,
                        models: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """The run's records, each with `flags` (a list of Flag, empty when clean); checks the run first if it
-    never was checked."""
+    """The run's records, each with `flags` (a list of rule-based Flag, empty when clean) and `verdicts` (judge
+    kind -> Verdict, empty when no judge was asked); checks the run first if it never was checked."""
     records = [r for r in store.run_records(run_id, models=models) if r.get("error") or r.get("text") is not None]
     usable = [r["request_key"] for r in records if _is_checkable(r)]
     if not is_checked(store, run_id) or unchecked_keys(store, usable):
