@@ -41,12 +41,12 @@ def test_leakage_holds_on_heldout_data(predictions: dict, language: str) -> None
     assert score(predictions["tuning"], "leakage", language).f1 >= 0.95
 
 
-@pytest.mark.parametrize("flag", ["language", "repetition", "truncated"])
-def test_other_checks_hold_on_heldout_data(predictions: dict, flag: str) -> None:
+@pytest.mark.parametrize(("flag", "floor"), [("language", 0.85), ("repetition", 0.7), ("truncated", 0.95)])
+def test_other_checks_hold_on_heldout_data(predictions: dict, flag: str, floor: float) -> None:
     for name, predicted in predictions.items():
         found = score(predicted, flag)
         if found.n:
             print(f"\n[quality] {found.line(f'{flag} {name}')}; wrong: {misses(predicted, flag)}")
     held_out = score(predictions["held-out"], flag)
     assert held_out.n >= 20 and held_out.tp + held_out.fn >= 3
-    assert held_out.f1 >= 0.8
+    assert held_out.precision >= 0.9 and held_out.f1 >= floor  # docs/quality.md has the measured values
