@@ -177,3 +177,39 @@ def rejected_premise_evidence(texts: _Texts) -> _Evidence | None:
                 if len(shared) >= 2 and len(shared) >= 0.5 * len(denial):
                     return _Evidence("the reasoning states the response's denial (a rejected premise)", s, e)
     return None
+
+
+_EN_WH_Q_RE = re.compile(r"^(?:who|what|which)\s+(?:is|are|was|were)\s+(?:the\s+)?(?P<f>[^?]{3,60}?)\s*\?\s*$")
+_JA_WH_Q_RE = re.compile(r"(?P<f>[^。？?、]{2,30}?)(?:のは|は)(?:誰|何|どこ|どれ|いくつ|いくら|何色|何曜日)(?:ですか|でしょうか)")
+_EN_FILLER = r"(?:\s+[\w'-]+)?"  # "the slowest *runner* is Joe"
+_EN_COPULA = r"\s+(?:is|are|was|were|must be|would be|has to be)\s+"
+_HYPOTHESIS_RE = re.compile(r"\b(?:if|whether|suppose|assume|assuming|or)\b|か(?:を|どうか)")
+_EN_VAGUE = re.compile(r"^(?:the one|one|who|what|which|whoever|whichever|not|unknown|unclear|either|a person|someone)\b")
+
+
+def question_answer_evidence(texts: _Texts) -> _Evidence | None:
+    """A reasoning sentence answers the question's own wording: "Who is the shortest?" → "the shortest person
+    is Alice" / "Alice is the shortest"; 「一番背が低いのは誰ですか」 → 「一番背が低いのは次郎です」."""
+    last = texts.question.strip().splitlines()[-1] if texts.question.strip() else ""
+    sentence_end = r"[^.\n!?。]"
+    patterns: list[re.Pattern[str]] = []
+    en = _EN_WH_Q_RE.search(last.split(". ")[-1].strip())
+    if en and " or " not in en.group("f"):
+        focus = r"\s+".join(re.escape(w) for w in en.group("f").split())
+        patterns += [re.compile(rf"\b(?:the\s+)?{focus}{_EN_FILLER}{_EN_COPULA}(?P<x>{sentence_end}{{1,40}})"),
+                     re.compile(rf"(?P<x>\b[\w'-]+(?:\s+[\w'-]+)?){_EN_COPULA}(?:the\s+)?{focus}\b")]
+    ja = _JA_WH_Q_RE.search(last)
+    if ja:
+        focus = re.escape(ja.group("f")[-12:])
+        patterns.append(re.compile(rf"{focus}(?:のは|は)(?P<x>[^、。？?]{{1,15}}?)(?:です|だ|になります|となります)"))
+    for pattern in patterns:
+        for m in pattern.finditer(texts.reasoning):
+            x = m.group("x").strip()
+            before = texts.reasoning[max(0, m.start() - 30) : m.start()]
+            if not x or _EN_VAGUE.match(x) or _JA_WH_RE.match(x) or _HYPOTHESIS_RE.search(before + m.group()):
+                continue
+            if _copied_from_question(texts, m.start(), m.end()):
+                continue
+            return _Evidence(f"the reasoning answers the question in its own words: '{m.group().strip()}'",
+                             m.start(), m.end())
+    return None

@@ -23,6 +23,7 @@ from reasonry.quality.conclusions import (
     approximate_result_evidence,
     conclusion_evidence,
     final_number_evidence,
+    question_answer_evidence,
     rejected_premise_evidence,
 )
 from reasonry.quality.flags import CheckConfig, Flag
@@ -301,6 +302,7 @@ def _leakage_evidence(texts: _Texts, reference: str | None, config: CheckConfig)
         lambda: _sentence_overlap_evidence(texts, config) if has_response else None,
         lambda: _shared_phrase_evidence(texts, config) if has_response else None,
         lambda: approximate_result_evidence(texts),
+        lambda: question_answer_evidence(texts),
         lambda: final_number_evidence(texts),
         lambda: rejected_premise_evidence(texts) if has_response else None,
         lambda: conclusion_evidence(texts, _answer_units(texts, config)),
