@@ -26,7 +26,7 @@ def test_heldout_set_covers_what_the_issue_lists() -> None:
         assert kind in notes, kind
     for language in ("en", "ja"):
         labels = [r["labels"]["leakage"] for r in rows if r["expected_language"] == language]
-        assert len(labels) >= 30 and 0.3 <= sum(labels) / len(labels) <= 0.7
+        assert len(labels) >= 30 and 0.25 <= sum(labels) / len(labels) <= 0.75
     assert any(r["response"] is None and not r.get("reference") and r["labels"]["leakage"] for r in rows)
     tuning = {(r["question"], r["reasoning"]) for file in SETS["tuning"] for r in load_rows(file)}
     assert not tuning & {(r["question"], r["reasoning"]) for r in rows}  # never tuned on
