@@ -3,34 +3,27 @@ and compared with them in the check summary and the report."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from reasonry.quality.judge import parse_verdicts
 from reasonry.store import Store
 from tests.cli_helpers import cli_json
-from tests.fault_server import free_port
+from tests.fault_server import FaultServer
 from tests.test_check_cli import CLEAN_REASONING, SEED_QUESTION, SEED_REASONING, SEED_RESPONSE, make_run
 
 
-class JudgeServer:
-    """An OpenAI-compatible chat server that judges like a strict reader: leakage when the reasoning section of
-    the prompt holds "12.49" or "Thursday"; the reasoning supports the response unless it says "unrelated"."""
+class JudgeServer(FaultServer):
+    """The test server answering as a strict judge: leakage when the reasoning section of the prompt holds
+    "12.49" or "Thursday"; the reasoning supports the response unless it says "unrelated"."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.calls = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+    @property
+    def calls(self) -> int:
+        return sum(self.attempts.values())
 
     @staticmethod
     def verdict(prompt: str) -> str:
@@ -40,36 +33,11 @@ class JudgeServer:
         return (f"LEAKAGE: {'yes' if leak else 'no'} - {'it states the value' if leak else 'only the method'}\n"
                 f"CONSISTENT: {'yes' if supports else 'no'} - checked against the response")
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.calls += 1
+    def _success(self, path: str, body: dict[str, Any], text: str) -> dict[str, Any]:
         content = self.verdict(body["messages"][-1]["content"])
         choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
         usage = {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70}
-        return web.json_response({"id": "j", "object": "chat.completion", "model": body["model"],
-                                  "choices": [choice], "usage": usage})
-
-    async def _serve(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
-
-    def __enter__(self) -> JudgeServer:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop and self._stop
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        return {"id": "j", "object": "chat.completion", "model": body["model"], "choices": [choice], "usage": usage}
 
 
 @pytest.fixture
