@@ -161,6 +161,7 @@ def test_truncated_by_length_at_sentence_end_and_missing_response() -> None:
             "Plan:\n- visit the temple early\nlunch\n- visit the temple early\n- visit the temple early\n",
             "- visit the temple early",
         ),
+        ("Counting: " + "123456789" * 6, "123456789"),  # a loop inside one long "word" (real SmolLM2 output)
     ],
 )
 def test_repetition(reasoning: str, piece: str) -> None:
@@ -205,7 +206,7 @@ def test_detect_language_offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(quality, "_langid_identifier", None)  # force loading the model under the patch
+    monkeypatch.setattr(quality.language, "_langid_identifier", None)  # force loading the model under the patch
     lang, prob = detect_language("これは日本語の文章です。")
     assert lang == "ja" and 0.8 <= prob <= 1.0
     lang, prob = detect_language("This is an ordinary English sentence about the weather today.")

@@ -137,6 +137,17 @@ def test_records_without_flags_are_checked(tmp_path: Path) -> None:
     assert 'id="flag-leakage"' in page
 
 
+def test_report_checks_with_the_rule_check_stores(tmp_path: Path) -> None:
+    """The reference answer counts, and a vanilla prompt's empty reasoning is not flagged (as in `check`)."""
+    base = {"model": "m", "question": "Round sqrt(156).", "finish_reason": "stop", "error": None}
+    with_reference = {**base, "row_id": "a", "reasoning": "The root is roughly 12.49 here.", "response": None,
+                      "reference": "12.490"}
+    vanilla = {**base, "row_id": "b", "reasoning": "", "response": "About 12.49.", "produces": "response"}
+    page = _render(tmp_path, [with_reference, vanilla])
+    assert "<mark>12.49</mark>" in page and 'id="flag-leakage"' in page
+    assert 'id="flag-empty"' not in page and 'id="flag-truncated"' not in page
+
+
 def test_highlight_escapes_every_part() -> None:
     text = "a<b>c & d"
     assert str(highlight(text, [(1, 4), (3, 5)])) == "a<mark>&lt;b&gt;c</mark> &amp; d"

@@ -46,9 +46,10 @@ from reasonry.io.atomic import atomic_write, write_text
 from reasonry.io.writers import check_output_path, write_table
 from reasonry.prompts.formats import user_content, with_think_block
 from reasonry.prompts.library import load_template
-from reasonry.quality import FLAG_NAMES, CheckConfig, check_one
+from reasonry.quality import FLAG_NAMES, CheckConfig
+from reasonry.quality.checks import check_record, reasoning_of
 from reasonry.store import Store
-from reasonry.tasks.check import load_flags, question_text, reasoning_of, records_with_flags
+from reasonry.tasks.check import load_flags, records_with_flags
 
 FORMATS = ("alpaca-special", "alpaca", "messages", "sharegpt", "prompt-completion", "conversational", "dpo")
 REASONING_STYLES = ("field", "think")
@@ -191,8 +192,9 @@ BUILDERS: dict[str, Callable[[Example, ExportOptions], dict[str, Any]]] = {
 
 
 def _flag_names(example: Example) -> list[str]:
-    flags = check_one(example.reasoning, example.response, question=question_text(
-        {"question": example.instruction, "input": example.input}), config=CheckConfig())
+    record = {"question": example.instruction, "input": example.input, "reasoning": example.reasoning,
+              "response": example.response}
+    flags = check_record(record, CheckConfig())
     return [f.name for f in flags]
 
 

@@ -59,7 +59,7 @@ def _file_units(source: RowSource, field: str) -> Iterator[Unit]:
 
 
 def _run_units(store: Store, run_id: str, field: str) -> Iterator[Unit]:
-    from reasonry.tasks.check import reasoning_of
+    from reasonry.quality.checks import reasoning_of
 
     for record in store.run_records(run_id):
         if field != "question" and (record.get("error") or record.get("text") is None):

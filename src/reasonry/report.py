@@ -11,7 +11,6 @@ import io
 import math
 import statistics
 import warnings
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,9 @@ from markupsafe import Markup, escape
 from matplotlib.figure import Figure
 
 from reasonry.io.atomic import write_text
-from reasonry.quality import FLAG_NAMES, CheckConfig, Flag, check_one, length_outliers, summarize
+from reasonry.quality import FLAG_NAMES, CheckConfig, Flag, summarize
+from reasonry.quality.checks import check_record, length_flags, reasoning_of
+from reasonry.quality.summary import judge_agreement
 
 MAX_EXAMPLES_PER_FLAG = 20
 _MAX_LABEL_CHARS = 40
@@ -45,6 +46,8 @@ class _Row:
     error: str | None
     flags: list[Flag] = field(default_factory=list)
     checked_here: bool = False
+    record: Mapping[str, Any] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=dict)  # judge kind -> yes/no/n/a/unclear
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -71,7 +74,7 @@ def _row(record: Mapping[str, Any]) -> _Row:
         model=str(record.get("model") or "(unknown)"),
         row_id=str(record.get("row_id", "")),
         question=str(record.get("question") or ""),
-        reasoning=str(record.get("reasoning") or ""),
+        reasoning=str(reasoning_of(record) or ""),
         response=str(record.get("response") or ""),
         prompt_tokens=_number(record.get("prompt_tokens"), int),
         completion_tokens=_number(record.get("completion_tokens"), int),
@@ -80,29 +83,19 @@ def _row(record: Mapping[str, Any]) -> _Row:
         error=str(record["error"]) if record.get("error") else None,
         flags=[_to_flag(f) for f in flags] if flags is not None else [],
         checked_here=flags is None,
+        record=record,
+        verdicts={kind: getattr(v, "verdict", v) for kind, v in (record.get("verdicts") or {}).items()},
     )
 
 
 def _check_missing(rows: Sequence[_Row], config: CheckConfig) -> None:
-    """Run the checks for records that came without flags, and the per-model `length` outliers among them."""
-    by_model: dict[str, list[_Row]] = defaultdict(list)
+    """Flag the records that came without flags, with the rule `reasonry check` stores (`check_record`), and
+    the per-model `length` outliers among them."""
+    rows = [row for row in rows if row.checked_here and not row.error]
     for row in rows:
-        if not row.checked_here or row.error:
-            continue
-        row.flags = check_one(
-            row.reasoning,
-            row.response,
-            question=row.question,
-            finish_reason=row.finish_reason,
-            config=config,
-        )
-        by_model[row.model].append(row)
-    for model_rows in by_model.values():
-        lengths = [len(r.reasoning) for r in model_rows]
-        median = statistics.median(lengths) if lengths else 0
-        for i in length_outliers(lengths, config):
-            reason = f"reasoning length {lengths[i]} chars is an outlier for this model (median {median:g})"
-            model_rows[i].flags.append(Flag("length", reason))
+        row.flags = check_record(row.record, config)
+    for i, flag in length_flags([(row.model, row.reasoning) for row in rows], config).items():
+        rows[i].flags.append(flag)
 
 
 # --------------------------------------------------------------------------------------------- summary
@@ -328,6 +321,10 @@ mark { background: #ffd54f; }
 <h2>Latency and throughput per model</h2>
 <figure>{{ speed_plot }}</figure>
 
+{% if judge %}<h2>Rule-based leakage flag vs judge</h2>
+<table><tr><th>model</th><th>judged</th><th>leakage: agree</th><th>rule only</th><th>judge only</th><th>unclear</th><th>reasoning supports response (yes / no)</th></tr>
+{% for model, j in judge.items() %}<tr><td>{{ model }}</td><td>{{ j.judged }}</td><td>{{ j.agree }}/{{ j.compared }}{% if j.agreement is not none %} ({{ pct(j.agreement) }}){% endif %}</td><td>{{ j.rule_only }}</td><td>{{ j.judge_only }}</td><td>{{ j.unclear }}</td><td>{{ j.consistency.yes }} / {{ j.consistency.no }}</td></tr>
+{% endfor %}</table>{% endif %}
 <h2>Flagged examples</h2>
 {% if not examples %}<p>No result was flagged.</p>{% endif %}
 {% for name, items in examples.items() %}
@@ -371,6 +368,9 @@ def _render(title: str, rows: Sequence[_Row]) -> str:
         n_rows=len(rows),
         n_errors=sum(1 for r in rows if r.error),
         summary=summary,
+        judge=judge_agreement(
+            (r.model, any(f.name == "leakage" for f in r.flags), r.verdicts) for r in rows if not r.error
+        ),
         flag_names=names,
         length_plot=_length_plot(rows, models),
         flag_plot=_flag_plot(summary, names),
@@ -388,8 +388,8 @@ def render_report(
     """Write one self-contained HTML report of `records` to `out_path` (atomically) and return its path.
 
     Records carrying `flags` (a list of `Flag` or of dicts with the Flag fields, possibly empty) are shown
-    as given. Records without a `flags` key (or with None) are checked here with `check_one` under
-    `config` (default `CheckConfig()`), and get `length` flags from `length_outliers` over those
+    as given. Records without a `flags` key (or with None) are checked here with `check_record` under
+    `config` (default `CheckConfig()`), and get `length` flags from `length_flags` over those
     records, per model. Records with an `error` are counted but not checked.
     """
     rows = [_row(record) for record in records]

@@ -18,6 +18,8 @@ from reasonry.export import FORMATS, ExportOptions, export_dataset
 from reasonry.quality import FLAG_NAMES
 from reasonry.store import Store
 from reasonry.tasks.check import check_config, check_run, flagged_examples, records_with_flags
+from reasonry.tasks.ensemble import parse_spec
+from reasonry.tasks.judge import JudgeConfig
 from reasonry.train import TrainConfig, train
 
 RunRef = Annotated[str, typer.Argument(metavar="RUN_ID", help="Run id, a unique prefix, or 'last'.")]
@@ -52,6 +54,18 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def _judge_table(judge: dict[str, Any]) -> Table:
+    table = Table("model", "judged", "leakage: agree", "rule only", "judge only", "unclear", "supports response",
+                  title="rule-based leakage flag vs judge")
+    for model, entry in judge["models"].items():
+        rate = f" ({100 * entry['agreement']:.0f}%)" if entry["agreement"] is not None else ""
+        consistency = entry["consistency"]
+        table.add_row(model, str(entry["judged"]), f"{entry['agree']}/{entry['compared']}{rate}",
+                      str(entry["rule_only"]), str(entry["judge_only"]), str(entry["unclear"]),
+                      f"yes {consistency['yes']}, no {consistency['no']}")
+    return table
+
+
 @app.command("check")
 def check_command(
     run: RunRef,
@@ -64,6 +78,8 @@ def check_command(
     length_z: Annotated[float | None, typer.Option("--length-z", help="Robust z-score beyond which a length is an outlier (3.0).")] = None,
     leakage_overlap: Annotated[float | None, typer.Option("--leakage-overlap", help="Share of a response sentence restated in the reasoning that counts as leakage (0.6).")] = None,
     settings: Annotated[list[str] | None, typer.Option("--set", help="Any CheckConfig field: NAME=VALUE, repeatable (e.g. leakage_small_number=20).")] = None,
+    judge: Annotated[str | None, typer.Option("--judge", help="Also ask a model (KIND:MODEL, e.g. openai:qwen@http://localhost:8000/v1) whether each reasoning states the answer and supports the response.")] = None,
+    judge_template: Annotated[str, typer.Option("--judge-template", help="Built-in or .j2 file for the judge prompt.")] = "check-judge",
     show: Annotated[int, typer.Option(help="Print this many flags with their reason and span.")] = 10,
     db: Db = "reasonry.db",
     as_json: JsonOut = False,
@@ -75,7 +91,8 @@ def check_command(
     config = check_config(_settings(language, values, settings))
     store = Store.existing(db)
     run_id = store.resolve_run(run)
-    summary = check_run(store, run_id, config=config, models=model or None)
+    judge_config = JudgeConfig(parse_spec(judge, "--judge"), template=judge_template) if judge else None
+    summary = check_run(store, run_id, config=config, models=model or None, judge=judge_config)
     examples = flagged_examples(store, run_id, limit=show)
     if as_json:
         _print_json({**summary, "examples": examples})
@@ -83,6 +100,8 @@ def check_command(
     stdout.print(_summary_table(summary))
     console.print(f"{summary['checked']} results checked, {summary['flagged']} flagged, "
                   f"{summary['skipped']} skipped (failed or not generated)", highlight=False)
+    if summary.get("judge"):
+        stdout.print(_judge_table(summary["judge"]))
     for item in examples:
         span = f" — [italic]{escape(repr(item['span'][:120]))}[/]" if item.get("span") else ""
         sample = f" #{item['sample'] + 1}" if item["sample"] else ""

@@ -27,6 +27,7 @@ BUILTIN_TEMPLATES: dict[str, tuple[str, str]] = {
     "rebuttal": ("reasoning", "Debate: reasoning about an answer's weak points, then '### Rebuttals:' and N 'PARAGRAPH: ' rebuttals"),
     "debate-answer": ("reasoning", "Debate: seed 003 'reasoning' layout answering a question/rebuttal (optional system line first)"),
     "judge": ("response", "Debate: score a question/rebuttal 1-10 for depth and novelty"),
+    "check-judge": ("response", "reasonry check --judge: does the reasoning state the answer, does it support the response"),
 }
 
 

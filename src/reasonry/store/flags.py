@@ -6,16 +6,22 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from reasonry.store.base import StoreBase
+from reasonry.store.base import StoreBase, marks
 
 FlagRow = tuple[str, str, str, Any, Any, Any]  # key, name, reason, span, start, end
 
 
 class FlagsMixin(StoreBase):
-    def replace_flags(self, keys: Sequence[str], flags: Iterable[FlagRow]) -> None:
-        """Replace the stored flags of `keys` with `flags` and mark the keys as checked."""
+    def replace_flags(self, keys: Sequence[str], flags: Iterable[FlagRow], *, keep: Sequence[str] = (),
+                      judged: Sequence[str] = ()) -> None:
+        """Replace the stored flags of `keys` with `flags` and mark the keys as checked. Flags named in `keep`
+        (judge verdicts) stay, except on the `judged` keys, whose verdicts are replaced too."""
+        kept = f" AND name NOT IN ({marks(keep)})" if keep else ""
         with self.transaction() as conn:
-            conn.executemany("DELETE FROM flags WHERE key=?", [(k,) for k in keys])
+            conn.executemany(f"DELETE FROM flags WHERE key=?{kept}", [(k, *keep) for k in keys])
+            if keep:
+                conn.executemany(f"DELETE FROM flags WHERE key=? AND name IN ({marks(keep)})",
+                                 [(k, *keep) for k in judged])
             conn.executemany(
                 'INSERT OR REPLACE INTO flags (key, name, reason, span, start, "end") VALUES (?,?,?,?,?,?)', flags)
             now = time.time()

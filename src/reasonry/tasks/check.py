@@ -8,7 +8,6 @@ the flags of the keys it looked at; readers (report, export) check results that 
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,8 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reasonry.errors import ConfigError
-from reasonry.quality import FLAG_NAMES, CheckConfig, Flag, check_one, length_outliers, summarize
-from reasonry.store import RunRecord, Store
+from reasonry.quality import FLAG_NAMES, CheckConfig, Flag, summarize
+from reasonry.quality.checks import check_record, length_flags, reasoning_of
+from reasonry.quality.judge import JUDGE_KINDS, Verdict
+from reasonry.quality.summary import judge_agreement
+from reasonry.store import Store
+from reasonry.tasks.execute import Reporter
+from reasonry.tasks.judge import JudgeConfig, Judged, judge_results
 
 CHECK_MARK = "quality_check"
 
@@ -30,6 +34,7 @@ class Checked:
     model: str
     record: dict[str, Any]
     flags: list[Flag] = field(default_factory=list)
+    verdicts: list[Flag] | None = None  # judge verdicts, when a judge was asked this time
 
 
 def check_config(values: Mapping[str, Any]) -> CheckConfig:
@@ -53,15 +58,6 @@ def _convert(name: str, value: Any, default: Any) -> Any:
         raise ConfigError(f"check setting {name}={value!r}: expected a {kind.__name__}") from None
 
 
-reasoning_of = RunRecord.reasoning_of
-
-
-def question_text(record: Mapping[str, Any]) -> str:
-    """Question and context: restating either of them is not leakage."""
-    context = record.get("input") or ""
-    return record.get("question", "") + (f"\n{context}" if context else "")
-
-
 def _produces(store: Store, keys: Sequence[str]) -> dict[str, str | None]:
     return store.produces_of(keys)
 
@@ -70,33 +66,18 @@ def _is_checkable(record: Mapping[str, Any]) -> bool:
     return not record.get("error") and record.get("text") is not None
 
 
-def check_record(record: Mapping[str, Any], produces: str | None, config: CheckConfig) -> list[Flag]:
-    """Flags of one stored result (no `length`: that needs the model's other results)."""
-    reasoning = reasoning_of(record)
-    if produces == "response" and not (reasoning or "").strip():
-        return []  # vanilla prompt: no reasoning by design
-    return check_one(
-        reasoning, record.get("response"), question=question_text(record), reference=record.get("reference"),
-        finish_reason=record.get("finish_reason"), config=config,
-    )
-
-
 def add_length_flags(checked: Sequence[Checked], config: CheckConfig) -> None:
-    by_model: dict[str, list[Checked]] = defaultdict(list)
-    for item in checked:
-        by_model[item.model].append(item)
-    for items in by_model.values():
-        lengths = [len(reasoning_of(item.record) or "") for item in items]
-        median = statistics.median(lengths) if lengths else 0
-        for i in length_outliers(lengths, config):
-            reason = f"reasoning length {lengths[i]} chars is an outlier for this model (median {median:g})"
-            items[i].flags.append(Flag("length", reason))
+    found = length_flags([(item.model, reasoning_of(item.record)) for item in checked], config)
+    for i, flag in found.items():
+        checked[i].flags.append(flag)
 
 
 def save_flags(store: Store, checked: Sequence[Checked]) -> None:
-    """Replace the stored flags of every checked key."""
+    """Replace the stored flags of every checked key (judge verdicts only where a judge was asked again)."""
     store.replace_flags([item.key for item in checked],
-                        [(item.key, f.name, f.reason, f.span, f.start, f.end) for item in checked for f in item.flags])
+                        [(item.key, f.name, f.reason, f.span, f.start, f.end)
+                         for item in checked for f in [*item.flags, *(item.verdicts or [])]],
+                        keep=JUDGE_KINDS, judged=[item.key for item in checked if item.verdicts is not None])
 
 
 def unchecked_keys(store: Store, keys: Iterable[str]) -> set[str]:
@@ -105,12 +86,35 @@ def unchecked_keys(store: Store, keys: Iterable[str]) -> set[str]:
     return set(keys) - store.checked_keys(keys)
 
 
-def load_flags(store: Store, keys: Iterable[str]) -> dict[str, list[Flag]]:
-    """Stored flags by result key (keys without flags are absent)."""
+def _stored_flags(store: Store, keys: Iterable[str]) -> dict[str, list[Flag]]:
+    keys = list(dict.fromkeys(k for k in keys if k))
     found: dict[str, list[Flag]] = defaultdict(list)
     for row in store.flag_rows(k for k in keys if k):
         found[row["key"]].append(Flag(row["name"], row["reason"], row["span"], row["start"], row["end"]))
     return dict(found)
+
+
+def load_flags(store: Store, keys: Iterable[str]) -> dict[str, list[Flag]]:
+    """Stored rule-based flags by result key (keys without flags are absent)."""
+    stored = _stored_flags(store, keys)
+    found = {key: [f for f in flags if f.name not in JUDGE_KINDS] for key, flags in stored.items()}
+    return {key: flags for key, flags in found.items() if flags}
+
+
+def load_verdicts(store: Store, keys: Iterable[str]) -> dict[str, dict[str, Verdict]]:
+    """Stored judge verdicts by result key, then by kind (`judge-leakage`, `judge-consistency`)."""
+    stored = _stored_flags(store, keys)
+    found = {key: {f.name: Verdict.from_flag(f) for f in flags if f.name in JUDGE_KINDS}
+             for key, flags in stored.items()}
+    return {key: verdicts for key, verdicts in found.items() if verdicts}
+
+
+def agreement(checked: Sequence[Checked], verdicts: dict[str, dict[str, Verdict]]) -> dict[str, dict[str, Any]]:
+    """Rule vs judge on leakage, per model (see `judge_agreement`)."""
+    return judge_agreement(
+        (item.model, any(f.name == "leakage" for f in item.flags),
+         {kind: v.verdict for kind, v in verdicts.get(item.key, {}).items()})
+        for item in checked)
 
 
 def is_checked(store: Store, run_id: str) -> bool:
@@ -118,21 +122,33 @@ def is_checked(store: Store, run_id: str) -> bool:
 
 
 def check_run(store: Store, run_id: str, *, config: CheckConfig | None = None,
-              models: Sequence[str] | None = None) -> dict[str, Any]:
+              models: Sequence[str] | None = None, judge: JudgeConfig | None = None,
+              reporter: Reporter | None = None) -> dict[str, Any]:
     """Check every finished result of `run_id`, store the flags, and return a summary per model.
 
-    Results that failed or are not generated yet are skipped (counted in `skipped`).
+    Results that failed or are not generated yet are skipped (counted in `skipped`). With `judge`, a model is
+    asked about every result too; its verdicts are stored beside the flags and the summary's `judge` holds,
+    per model, how often it agrees with the rule-based leakage flag (also from verdicts stored earlier).
     """
     config = config or CheckConfig()
     records = list(store.run_records(run_id, models=models))
     usable = [r for r in records if _is_checkable(r)]
     produces = _produces(store, [r["request_key"] for r in usable])
     checked = [
-        Checked(r["request_key"], r["model"], r, check_record(r, produces.get(r["request_key"]), config))
+        Checked(r["request_key"], r["model"], r, check_record(r, config, produces.get(r["request_key"])))
         for r in usable
     ]
     add_length_flags(checked, config)
+    judge_summary: dict[str, Any] | None = None
+    if judge is not None:
+        found, counts = judge_results(store, run_id, [Judged(i.key, i.model, i.record) for i in checked], judge,
+                                      reporter)
+        for item in checked:
+            item.verdicts = found.get(item.key, [])
+        judge_summary = {"requests": counts.requests, "generated": counts.generated, "cached": counts.cached,
+                         "failed": counts.failed, "errors": counts.errors}
     save_flags(store, checked)
+    verdicts = load_verdicts(store, [item.key for item in checked])
     changed = {f.name: f.default for f in dataclasses.fields(CheckConfig)}
     settings = {k: v for k, v in dataclasses.asdict(config).items() if v != changed[k]}
     store.update_run_config(run_id, **{CHECK_MARK: {"at": time.time(), "settings": settings}})
@@ -144,6 +160,7 @@ def check_run(store: Store, run_id: str, *, config: CheckConfig | None = None,
         "settings": settings,
         "models": summarize((item.model, item.flags) for item in checked),
         "flag_names": list(FLAG_NAMES),
+        "judge": {"models": agreement(checked, verdicts), **(judge_summary or {})} if verdicts else None,
     }
 
 
@@ -163,14 +180,16 @@ def flagged_examples(store: Store, run_id: str, limit: int = 20) -> list[dict[st
 
 def records_with_flags(store: Store, run_id: str, *, config: CheckConfig | None = None,
                        models: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """The run's records, each with `flags` (a list of Flag, empty when clean); checks the run first if it
-    never was checked."""
+    """The run's records, each with `flags` (a list of rule-based Flag, empty when clean) and `verdicts` (judge
+    kind -> Verdict, empty when no judge was asked); checks the run first if it never was checked."""
     records = [r for r in store.run_records(run_id, models=models) if r.get("error") or r.get("text") is not None]
     usable = [r["request_key"] for r in records if _is_checkable(r)]
     if not is_checked(store, run_id) or unchecked_keys(store, usable):
         check_run(store, run_id, config=config)
     flags = load_flags(store, (r["request_key"] for r in records))
+    verdicts = load_verdicts(store, (r["request_key"] for r in records))
     for record in records:
         record["flags"] = flags.get(record["request_key"], [])
+        record["verdicts"] = verdicts.get(record["request_key"], {})
         record["reasoning"] = reasoning_of(record)
     return records

@@ -23,8 +23,9 @@ from reasonry.config import SamplingParams
 from reasonry.engines.base import Engine
 from reasonry.errors import InputError
 from reasonry.extract import split_output
+from reasonry.quality.checks import reasoning_of
 from reasonry.store import Store
-from reasonry.tasks.check import load_flags, reasoning_of
+from reasonry.tasks.check import load_flags
 from reasonry.tasks.steer import Version, make_request, record_version
 from reasonry.tasks.steer_formats import SteerFormat
 

@@ -25,8 +25,8 @@ from reasonry.errors import ConfigError, InputError
 from reasonry.extract import split_output
 from reasonry.prompts.library import ENV
 from reasonry.quality import CheckConfig, check_one
+from reasonry.quality.checks import question_text, reasoning_of
 from reasonry.store import Store
-from reasonry.tasks.check import question_text, reasoning_of
 from reasonry.tasks.steer import Version, accept, make_request, record_version
 from reasonry.tasks.steer_formats import SteerFormat
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reasonry.store import Store
+from reasonry.tasks.check import load_flags
 
 
 def list_runs(store: Store, page: int, per_page: int = 25, kind: str | None = None) -> tuple[list[dict], int]:
@@ -34,9 +35,9 @@ def run_rows(store: Store, run_id: str, *, models: list[str] | None, text: str, 
     if not inputs:
         return result
     cells = store.result_cells(run_id, [r["row_index"] for r in inputs], shown)
-    flags: dict[str, list[dict[str, Any]]] = {}
-    for flag in store.flag_rows(c["request_key"] for c in cells):
-        flags.setdefault(flag["key"], []).append({k: flag[k] for k in ("key", "name", "reason")})
+    keys = list({c["request_key"] for c in cells})
+    flags = {key: [{"key": key, "name": f.name, "reason": f.reason} for f in found]
+             for key, found in load_flags(store, keys).items()}  # rule flags only, not judge verdicts
     by_row: dict[int, dict[str, list[dict[str, Any]]]] = {}
     for cell in cells:
         data = dict(cell)
