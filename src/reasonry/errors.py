@@ -24,3 +24,8 @@ def first_line(exc: BaseException, limit: int | None = 300) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
     return line[:limit] if limit else line
+
+
+EXIT_USAGE = 2  # a usage mistake or bad input: one line on stderr
+EXIT_FAILED_ROWS = 3  # the run finished, but some requests failed (their rows have an error; rerun to retry them)
+EXIT_INTERRUPTED = 130  # Ctrl-C: everything finished is stored

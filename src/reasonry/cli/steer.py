@@ -11,23 +11,9 @@ import typer
 
 from reasonry.cli import app
 from reasonry.cli.common import console, stdout
-from reasonry.cli.options import (
-    Db,
-    Device,
-    Dtype,
-    JsonOut,
-    MaxNewTokens,
-    Models,
-    RepetitionPenalty,
-    Seed,
-    Stop,
-    Temperature,
-    TopK,
-    TopP,
-    engine_options,
-    sampling,
-)
-from reasonry.config import parse_model_spec
+from reasonry.cli.flags import EngineFlags, model_flags
+from reasonry.cli.options import Db, JsonOut, Models
+from reasonry.config import SamplingParams
 from reasonry.errors import InputError
 from reasonry.store import Store
 from reasonry.tasks.steer import MODES, Steerer, Version, accept, history
@@ -63,6 +49,7 @@ def _print_version(version: Version, as_json: bool) -> None:
 
 
 @steer_app.command("ask")
+@model_flags()
 def ask_command(
     question: Annotated[str, typer.Argument(help="The question (optional with --parent: the parent's question).")] = "",
     model: Model = ..., input_text: Annotated[str, typer.Option("--input", help="Input / context.")] = "",
@@ -71,22 +58,20 @@ def ask_command(
     reasoning: Annotated[str | None, typer.Option(help="The reasoning to steer with: TEXT or @file.txt.")] = None,
     thread: Annotated[str | None, typer.Option(help="Add the version to this thread.")] = None,
     parent: Annotated[int | None, typer.Option(help="The version this one is edited from.")] = None,
-    chat: Chat = False,
-    temperature: Temperature = 0.3, top_p: TopP = 0.9, top_k: TopK = 50, repetition_penalty: RepetitionPenalty = 1.1,
-    max_new_tokens: MaxNewTokens = 256, seed: Seed = 0, stop: Stop = None,
-    db: Db = "reasonry.db", device: Device = None, dtype: Dtype = "auto", as_json: JsonOut = False,
+    chat: Chat = False, db: Db = "reasonry.db", as_json: JsonOut = False,
+    *, params: SamplingParams, engine: EngineFlags,
 ) -> None:
     """Generate one steering version: a reasoning (and response), or a response from a given reasoning."""
     from reasonry.engines.registry import load_engine
 
     given = _reasoning_text(reasoning)
     mode = mode or ("special" if given else "reasoning")
-    params = sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, stop)
-    spec = parse_model_spec(model)
+    spec = engine.spec(model)
+    options = engine.options([spec])
     store = Store(db)
     try:
-        with load_engine(spec, **engine_options(device=device, dtype=dtype)) as engine:
-            steerer = Steerer(store, {spec.label: engine}, chat=chat, params=params)
+        with load_engine(spec, **options) as loaded:
+            steerer = Steerer(store, {spec.label: loaded}, chat=chat, params=params)
             live = not as_json and console.is_terminal
             version = None
             for piece in steerer.stream(spec.label, question, input_text, mode=mode, reasoning=given,
@@ -149,6 +134,7 @@ def accept_command(
 
 
 @app.command("serve")
+@model_flags()
 def serve_command(
     model: Models,
     port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
@@ -157,9 +143,7 @@ def serve_command(
                                               envvar="REASONRY_TOKEN")] = None,
     db: Db = "reasonry.db", chat: Chat = False,
     max_body: Annotated[int, typer.Option("--max-body", help="Largest request body in bytes.")] = 1 << 20,
-    temperature: Temperature = 0.3, top_p: TopP = 0.9, top_k: TopK = 50, repetition_penalty: RepetitionPenalty = 1.1,
-    max_new_tokens: MaxNewTokens = 256, seed: Seed = 0, stop: Stop = None,
-    device: Device = None, dtype: Dtype = "auto",
+    *, params: SamplingParams, engine: EngineFlags,
 ) -> None:
     """Serve the web app (Steer, Runs, Debates) and OpenAI-compatible /v1 endpoints for the models."""
     import uvicorn
@@ -171,19 +155,19 @@ def serve_command(
 
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(24)
-    specs = [parse_model_spec(m) for m in model]
+    specs = [engine.spec(m) for m in model]
+    options = engine.options(specs)
     store = Store(db)
     engines = {}
     try:
         for label, spec in zip(unique_labels(specs), specs, strict=True):
             console.print(f"loading {spec} as [bold]{label}[/]", highlight=False)
-            engines[label] = load_engine(spec, **engine_options(device=device, dtype=dtype))
+            engines[label] = load_engine(spec, **options)
     except BaseException:  # a later model failed to load: free the ones already loaded
         for engine in engines.values():
             engine.close()
         store.close()
         raise
-    params = sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, stop)
     steerer = Steerer(store, engines, chat=chat, params=params)
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}/"

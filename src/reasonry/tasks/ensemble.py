@@ -12,9 +12,9 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from reasonry.config import ModelSpec, SamplingParams, parse_model_spec
+from reasonry.config import ExecutorOptions, ModelSpec, SamplingParams, parse_model_spec
 from reasonry.engines.base import Engine, Request, Result, request_key
-from reasonry.engines.registry import load_engine
+from reasonry.engines.registry import open_engine
 from reasonry.errors import ConfigError, InputError
 from reasonry.extract import THINK_CLOSE
 from reasonry.io.writers import check_output_path
@@ -32,6 +32,7 @@ class FollowUpConfig:
     chat: bool = False
     refresh: bool = False
     engine_options: dict[str, Any] = field(default_factory=dict)
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
 
 
 def load_task_template(name_or_path: str, produces: str) -> PromptTemplate:
@@ -154,7 +155,7 @@ def ensemble(run: str, aggregator: str | ModelSpec, *, template: str = "ensemble
         labels = [m["label"] for m in store.get_run(run_id)["models"] if m["label"] != ENSEMBLE_LABEL]
         check_has_results(store, run_id, labels)
         rows = [0]
-        with load_engine(spec, chat=config.chat, **config.engine_options) as engine:
+        with open_engine(spec, config.engine_options, config.executor) as engine:
             store.add_run_model(run_id, ENSEMBLE_LABEL, str(spec))
             if reporter:
                 reporter.start(f"{ENSEMBLE_LABEL} ({spec.label})", count_rows(store, run_id))

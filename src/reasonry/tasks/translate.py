@@ -13,7 +13,7 @@ from typing import Any
 
 from reasonry.config import ModelSpec
 from reasonry.engines.base import Engine
-from reasonry.engines.registry import load_engine
+from reasonry.engines.registry import open_engine
 from reasonry.errors import InputError
 from reasonry.io.writers import check_output_path
 from reasonry.prompts.library import PromptTemplate
@@ -105,7 +105,7 @@ def translate(run: str, to: str, model: str | ModelSpec, *, field: str = "reason
         translations = list(info["config"].get("translations", []))
         if column not in translations:
             store.update_run_config(run_id, translations=[*translations, column])
-        with load_engine(spec, chat=config.chat, **config.engine_options) as engine:
+        with open_engine(spec, config.engine_options, config.executor) as engine:
             if reporter:
                 reporter.start(f"{column} ({spec.label})", count_requests(store, run_id, labels))
             planned = plan_translations(grouped_records(store.path, run_id, labels), prompt_template, spec,
