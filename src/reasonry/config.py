@@ -112,6 +112,13 @@ class HFOptions:
             (not (self.load_in_4bit and self.load_in_8bit), "--load-in-4bit and --load-in-8bit exclude each other"),
         ])
 
+    def output_settings(self) -> dict[str, Any]:
+        """The options that change the generated tokens; request keys include them (engines/base.request_key)."""
+        settings = {"dtype": None if self.dtype == "auto" else self.dtype,
+                    "quantization": "4bit" if self.load_in_4bit else "8bit" if self.load_in_8bit else None,
+                    "ignore_eos": self.ignore_eos or None, "sampler": "transformers" if self.batching == "cb" else None}
+        return {k: v for k, v in settings.items() if v}
+
 
 @dataclass(frozen=True)
 class OpenAIOptions:

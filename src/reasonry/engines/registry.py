@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from reasonry.config import ENGINE_OPTIONS, ExecutorOptions, ModelSpec, flag_name
@@ -91,11 +91,19 @@ def open_engine(spec: ModelSpec, options: Mapping[str, Any], executor: ExecutorO
     return load_engine(spec, **options)
 
 
+def keyed_spec(spec: ModelSpec, options: Mapping[str, Any]) -> ModelSpec:
+    """The spec request keys are computed from: with the engine settings that change outputs (dtype, sampler…),
+    known before the engine loads. HFEngine sets the same `settings` on its own spec once loaded."""
+    typed = engine_options(spec.kind, options)
+    settings = typed.output_settings() if hasattr(typed, "output_settings") else {}
+    return replace(spec, options={**spec.options, "settings": settings}) if settings else spec
+
+
 class LazyEngine(Engine):
     """Loads the real engine only when it is first needed, so a fully cached rerun loads no model."""
 
     def __init__(self, spec: ModelSpec, loader: EngineLoader, options: Mapping[str, Any]) -> None:
-        self.spec = spec
+        self.spec = keyed_spec(spec, {k: v for k, v in options.items() if k in option_kinds()})
         self._loader = loader
         self._options = dict(options)
         self._engine: Engine | None = None
