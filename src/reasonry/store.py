@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reasonry.errors import ConfigError, InputError
+from reasonry.errors import ConfigError, InputError, db_timeout, is_locked
+from reasonry.runstate import live_status, owner
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -109,13 +110,15 @@ class Store:
             raise InputError(f"--db {self.path}: folder '{self.path.parent}' does not exist; create it first")
         self.lock = threading.RLock()
         try:
-            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.conn = sqlite3.connect(self.path, timeout=db_timeout(), isolation_level=None, check_same_thread=False)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
+            if is_locked(exc):
+                raise
             raise InputError(f"--db {self.path}: not a reasonry database ({exc})") from None
 
     @classmethod
@@ -161,8 +164,9 @@ class Store:
             run_id = new_run_id()
         with self.transaction() as conn:
             conn.execute(
-                "INSERT INTO runs (id, kind, created_at, source, config, parent_run) VALUES (?,?,?,?,?,?)",
-                (run_id, kind, time.time(), source, json.dumps(config, ensure_ascii=False), parent_run),
+                "INSERT INTO runs (id, kind, created_at, source, config, parent_run, summary) VALUES (?,?,?,?,?,?,?)",
+                (run_id, kind, time.time(), source, json.dumps(config, ensure_ascii=False), parent_run,
+                 json.dumps(owner())),
             )
             conn.executemany(
                 "INSERT INTO run_models (run_id, position, label, spec) VALUES (?,?,?,?)",
@@ -210,6 +214,7 @@ class Store:
         data = dict(row)
         data["config"] = json.loads(data["config"])
         data["summary"] = json.loads(data["summary"])
+        data["status"] = live_status(data["status"], data["summary"])
         data["models"] = self.run_models(run_id)
         return data
 
@@ -219,6 +224,7 @@ class Store:
         for row in rows:
             data = dict(row)
             data["summary"] = json.loads(data["summary"])
+            data["status"] = live_status(data["status"], data["summary"])
             data["config"] = json.loads(data["config"])
             data["models"] = self.run_models(data["id"])
             out.append(data)

@@ -19,7 +19,7 @@ from typer._click.core import Context
 from typer.core import TyperOption
 
 from reasonry.cli.common import console
-from reasonry.errors import EXIT_INTERRUPTED, EXIT_USAGE, ReasonryError, first_line
+from reasonry.errors import EXIT_INTERRUPTED, EXIT_USAGE, ReasonryError, first_line, is_locked
 
 app = typer.Typer(
     name="reasonry", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -85,11 +85,6 @@ def _usage_error(exc: click_errors.UsageError) -> int:
     return EXIT_USAGE
 
 
-def _locked(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
 def main(args: list[str] | None = None) -> None:
     code: Any = 0
     try:
@@ -106,7 +101,7 @@ def main(args: list[str] | None = None) -> None:
                       soft_wrap=True)
         sys.exit(EXIT_USAGE)
     except sqlite3.OperationalError as exc:
-        if not _locked(exc):
+        if not is_locked(exc):
             raise
         console.print("[red]error:[/] the database (--db) is locked: another program holds a write transaction on "
                       "it (an open SQLite browser, another reasonry run). Close or commit that, then run the same "
