@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from typer._click import exceptions as click_errors
 from typer._click.core import Context
-from typer.core import TyperOption
+from typer.core import TyperArgument, TyperOption
 
 from reasonry.cli.common import console
 from reasonry.errors import EXIT_INTERRUPTED, EXIT_USAGE, ReasonryError, first_line, is_locked
@@ -61,6 +61,8 @@ def _tidy_help(command: Any) -> None:
     for param in [*command.params, *([help_option] if help_option else [])]:
         if isinstance(param, TyperOption) and param.metavar is None:
             param.metavar = _metavar(param)
+        elif isinstance(param, TyperArgument):  # its metavar is its name: replace only the type column
+            param.display_type_rich = lambda ctx, shown=_metavar(param) or "TEXT": shown
         if getattr(param, "help", None):
             param.help = escape(param.help)
     for sub in getattr(command, "commands", {}).values():
