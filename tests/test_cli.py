@@ -202,7 +202,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, tiny_model):
                           env={**__import__("os").environ, "REASONRY_PROGRESS_SECONDS": "0", "HF_HUB_OFFLINE": "1"},
                           timeout=240)
     assert proc.returncode == 0, proc.stderr
-    lines = re.findall(r"^\S+: (\d+)/6 \(\d+%\) · [\d.,]+ req/s · [\d,]+ tok/s · (?:ETA \S+ · )?(\d+) failed",
+    lines = re.findall(r"^\S+: (\d+)/6 \(\d+%\) · [\d.,e+-]+ req/s · [\d.,e+-]+ tok/s · (?:ETA \S+ · )?(\d+) failed",
                        proc.stderr, re.M)
     assert len(lines) >= 3 and lines[-1] == ("6", "0"), proc.stderr
     assert "Traceback" not in proc.stderr
@@ -277,3 +277,22 @@ def test_a_run_whose_process_is_gone_shows_as_interrupted(tmp_path, capsys, monk
     listed = run_cli(["runs", "--db", str(db), "--json"], capsys, monkeypatch)
     statuses = {run["id"]: run["status"] for run in json.loads(listed.out)}
     assert statuses == {dead: "interrupted", alive: "running"}
+
+
+def test_progress_lines_keep_coming_while_no_request_finishes():
+    import io
+    import time
+
+    from rich.console import Console
+
+    from reasonry.cli.progress import ProgressReporter
+
+    buffer = io.StringIO()
+    reporter = ProgressReporter(Console(file=buffer, width=80), "lines", every=0.05)
+    reporter.start("slow-model", 10)
+    time.sleep(0.4)
+    reporter.finish()
+    lines = buffer.getvalue().splitlines()
+    assert lines[0] == "slow-model: 10 requests"
+    assert sum(line.startswith("slow-model: 0/10 (0%)") for line in lines) >= 3
+    assert lines[-1].endswith("done in 0m00s")

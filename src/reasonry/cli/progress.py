@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from typing import Any
@@ -23,6 +24,10 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}" if value < 1 else f"{value:,.1f}"
+
+
 class ProgressReporter(Reporter):
     """done/total, requests/s, tokens/s, ETA and failures: a bar (`bar`), lines (`lines`) or nothing (`off`)."""
 
@@ -32,6 +37,7 @@ class ProgressReporter(Reporter):
         self.every = every
         self.progress: Progress | None = None
         self._showwarning: Any = None
+        self.lock = threading.Lock()
 
     def start(self, label: str, total: int | None) -> None:
         self.label, self.total = label, total
@@ -39,6 +45,9 @@ class ProgressReporter(Reporter):
         self.done = self.generated = self.tokens = self.failed = 0
         if self.mode == "lines":
             self._line(f"{label}: {total if total is not None else '?'} requests")
+            self._stop = threading.Event()
+            self._ticker = threading.Thread(target=self._tick, name="reasonry-progress", daemon=True)
+            self._ticker.start()
         elif self.mode == "bar":
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -48,6 +57,11 @@ class ProgressReporter(Reporter):
             self.progress.start()
             self.task = self.progress.add_task(label, total=total, rate="", failed="")
             self._showwarning, warnings.showwarning = warnings.showwarning, self._warning
+
+    def _tick(self) -> None:
+        """A line every `every` seconds even while no request finishes (long generations, model loading)."""
+        while not self._stop.wait(self.every):
+            self._maybe_line()
 
     def _warning(self, message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
         """Library warnings (transformers' FutureWarnings) print above the bar instead of through it."""
@@ -80,16 +94,18 @@ class ProgressReporter(Reporter):
         parts = [f"{self.label}: {self.done}/{total}"]
         if self.total:
             parts[0] += f" ({100 * self.done // self.total}%)"
-        parts += [f"{rate:,.1f} req/s", f"{tok:,.0f} tok/s"]
+        parts += [f"{_rate(rate)} req/s", f"{_rate(tok)} tok/s"]
         if self.total is not None and rate > 0:
             parts.append(f"ETA {_duration((self.total - self.done) / rate)}")
         parts.append(f"{self.failed} failed")
         return " · ".join(parts)
 
     def _maybe_line(self) -> None:
-        if self.mode == "lines" and time.monotonic() - self.last_line >= self.every:
+        with self.lock:
+            if self.mode != "lines" or time.monotonic() - self.last_line < self.every:
+                return
             self.last_line = time.monotonic()
-            self._line(self.status_line())
+        self._line(self.status_line())
 
     def _line(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -100,6 +116,8 @@ class ProgressReporter(Reporter):
             self.progress = None
             warnings.showwarning = self._showwarning
         elif self.mode == "lines":
+            self._stop.set()
+            self._ticker.join()
             self._line(self.status_line() + f" · done in {_duration(time.monotonic() - self.started)}")
 
 
