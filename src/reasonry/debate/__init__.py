@@ -35,6 +35,7 @@ from reasonry.engines.registry import load_engine
 from reasonry.errors import InputError
 from reasonry.io.readers import Row, open_rows
 from reasonry.io.writers import check_output_path
+from reasonry.runstate import owner
 from reasonry.store import Store
 from reasonry.tasks.execute import Reporter
 
@@ -91,7 +92,8 @@ def _open_run(store: Store, run_id: str, source: str | None, config: DebateConfi
     with store.transaction() as conn:
         conn.execute("INSERT OR IGNORE INTO runs (id, kind, created_at, source, config) VALUES (?,?,?,?,?)",
                      (run_id, "debate", time.time(), source, json.dumps(settings, ensure_ascii=False, default=str)))
-        conn.execute("UPDATE runs SET status='running', finished_at=NULL WHERE id=?", (run_id,))
+        conn.execute("UPDATE runs SET status='running', finished_at=NULL, summary=? WHERE id=?",
+                     (json.dumps(owner()), run_id))
     for party in (config.party_a, config.party_b, config.judge_party):
         if party.name != "judge" or config.policy.name == "judge":
             store.add_run_model(run_id, party.label, str(party.spec))
