@@ -296,3 +296,28 @@ def test_progress_lines_keep_coming_while_no_request_finishes():
     assert lines[0] == "slow-model: 10 requests"
     assert sum(line.startswith("slow-model: 0/10 (0%)") for line in lines) >= 3
     assert lines[-1].endswith("done in 0m00s")
+
+
+def test_every_command_has_help_and_no_stray_arguments(capsys, monkeypatch):
+    from reasonry.cli import command
+
+    def paths(cmd, prefix):
+        subs = getattr(cmd, "commands", {})
+        if not subs:
+            yield prefix
+        for name, sub in subs.items():
+            yield from paths(sub, [*prefix, name])
+
+    for path in paths(command(), []):
+        text = _help(path, capsys, monkeypatch)
+        assert not re.search(r"\{(params|engine|executor)\}", text), path
+
+
+def test_the_command_the_demo_prints_hits_its_cache(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    demo = run_cli(["demo", "--json"], capsys, monkeypatch)
+    assert demo.code == 0, demo.err
+    printed = next(line for line in demo.err.splitlines() if line.startswith("reasonry generate "))
+    again = run_cli([*printed.split()[1:], "--json"], capsys, monkeypatch)
+    assert again.code == 0, again.err
+    assert (json.loads(again.out)["cached"], json.loads(again.out)["generated"]) == (4, 0)

@@ -16,7 +16,7 @@ from reasonry.cli.progress import ProgressReporter, reporter
 from reasonry.config import ModelSpec
 from reasonry.errors import EXIT_FAILED_ROWS, InputError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages are never hard-wrapped: logs and pastes keep them whole
 stdout = Console()
 
 

@@ -90,7 +90,6 @@ DEMO_QUESTIONS = [
 def demo_command(
     folder: Annotated[Path, typer.Option(help="Where the tiny model, questions and output go.")] = Path("reasonry-demo"),
     as_json: JsonOut = False,
-    *, params: SamplingParams, engine: EngineFlags, executor: ExecutorOptions,
 ) -> None:
     """Offline demo: build a tiny random-weight model on disk and run `generate` on sample questions."""
     import json
