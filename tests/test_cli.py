@@ -68,6 +68,7 @@ def test_usage_mistake_in_a_real_process():
     (["--dtype", "float8"], "--dtype"),
     (["--executor", "spark"], "--executor"),
     (["--replicas", "0"], "--replicas"),
+    (["--samples", "0"], "--samples"),
 ])
 def test_bad_values_are_refused_before_anything_is_stored(flags, expected, tmp_path, capsys, monkeypatch):
     questions = tmp_path / "q.jsonl"

@@ -11,7 +11,7 @@ from reasonry.config import ExecutorOptions, ModelSpec, SamplingParams, parse_mo
 from reasonry.engines import registry
 from reasonry.engines.base import Engine, Request, request_key
 from reasonry.engines.registry import LazyEngine
-from reasonry.errors import InputError
+from reasonry.errors import ConfigError, InputError
 from reasonry.io.readers import Row, RowSource, open_rows
 from reasonry.io.writers import check_output_path
 from reasonry.prompts.library import PromptTemplate, load_template, role_text
@@ -37,6 +37,10 @@ class GenerateConfig:
     n: int = 5
     engine_options: dict[str, Any] = field(default_factory=dict)  # engine keyword arguments (config.HFOptions…)
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ConfigError("--samples must be >= 1")
 
 
 @dataclass
@@ -127,8 +131,6 @@ def generate(
     Python API: `reasonry.generate("questions.json", ["hf:./model"], out="out.xlsx")`.
     """
     config = config or GenerateConfig()
-    if config.samples < 1:
-        raise InputError("--samples must be >= 1")
     specs = [m if isinstance(m, ModelSpec) else parse_model_spec(m) for m in models]
     if not specs:
         raise InputError("give at least one --model")
