@@ -16,13 +16,13 @@ ENGINE_KINDS = ("hf", "openai", "vllm")
 MAX_SEED = (1 << 63) - 1  # SQLite's integer range: a bigger seed could not be stored with its request
 
 
-def option(default: Any, help: str, *, flag: str | None = None, hidden: bool = False) -> Any:
+def option(default: Any, help: str, *, flag: str | None = None, hidden: bool = False, cli: bool = True) -> Any:
     """A dataclass field that is also a CLI flag: its default, help text and flag name live here only.
 
     The CLI generates its flags from these fields (reasonry.cli.flags), as TRL's HfArgumentParser does from
     SFTConfig; the dataclass's __post_init__ is the only place that validates the value.
     """
-    return field(default=default, metadata={"help": help, "flag": flag, "hidden": hidden})
+    return field(default=default, metadata={"help": help, "flag": flag, "hidden": hidden, "cli": cli})
 
 
 def flag_name(item: Field[Any]) -> str:
@@ -123,7 +123,7 @@ class HFOptions:
 @dataclass(frozen=True)
 class OpenAIOptions:
     api_key: str | None = option(None, "API key (Python API only: keys do not belong on a command line).",
-                                 hidden=True)
+                                 cli=False)
     api_key_env: str | None = option(None, "Name of the environment variable holding the key (default "
                                            "OPENAI_API_KEY).")
     concurrency: int = option(64, "Requests in flight at once.")

@@ -64,7 +64,8 @@ def _parameter(item: Field[Any], annotation: Any, default: Any, panel: str, pref
 
 def _dataclass_parameters(cls: type, panel: str, defaults: dict[str, Any]) -> list[inspect.Parameter]:
     hints = typing.get_type_hints(cls)
-    return [_parameter(item, hints[item.name], defaults.get(item.name, _default(item)), panel) for item in fields(cls)]
+    return [_parameter(item, hints[item.name], defaults.get(item.name, _default(item)), panel) for item in fields(cls)
+            if item.metadata.get("cli", True)]
 
 
 def _engine_parameters() -> list[inspect.Parameter]:
@@ -73,7 +74,7 @@ def _engine_parameters() -> list[inspect.Parameter]:
     for cls in ENGINE_OPTIONS.values():
         hints = typing.get_type_hints(cls)
         for item in fields(cls):
-            if item.name not in seen:
+            if item.name not in seen and item.metadata.get("cli", True):
                 prefix = "/".join(kinds[item.name]) + ": "
                 seen[item.name] = _parameter(item, hints[item.name], _default(item), ENGINE_PANEL, prefix)
     base_url = inspect.Parameter("base_url", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
