@@ -8,6 +8,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -139,7 +140,8 @@ def test_error_messages_keep_square_brackets(tmp_path, capsys, monkeypatch):
     questions.write_text('{"question": "hi"}\n', encoding="utf-8")
     result = run_cli(["generate", str(questions), "-m", "vllm:./x", "--db", str(tmp_path / "r.db")], capsys,
                      monkeypatch)
-    assert result.code == 2 and "pip install 'reasonry[vllm]'" in _one_line(result.err)
+    assert result.code == 2 and "pip install 'reasonry[vllm]'" in _last_line_error(result.err)
+    assert not [t for t in threading.enumerate() if t.name == "reasonry-progress"]  # a failed run stops its ticker
 
 
 def test_templates_prints_the_exact_file():

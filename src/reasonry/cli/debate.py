@@ -116,9 +116,10 @@ def debate_run(
                              input_col=input_col, encoding=encoding, sheet=sheet_value)
     else:
         topics = single_topic(question or "", answer)
-    summary = run_debate(topics, config, db=db, out=out, out_tree=out_tree,
-                         source=str(input_path) if input_path else None, reporter=make_reporter(as_json),
-                         loader=lambda spec, **options: open_engine(spec, options, executor))
+    with make_reporter(as_json) as reporter:
+        summary = run_debate(topics, config, db=db, out=out, out_tree=out_tree,
+                             source=str(input_path) if input_path else None, reporter=reporter,
+                             loader=lambda spec, **options: open_engine(spec, options, executor))
     if not as_json:
         console.print(f"nodes: {summary['nodes']} {summary['by_kind']}; node errors: {summary['node_errors']}; "
                       f"see the tree: reasonry debate show {summary['run_id']} --db {db}", highlight=False,

@@ -40,8 +40,9 @@ def ensemble_command(
 ) -> None:
     """Merge every row's reasonings from the run's models into one (model `ensemble` in the same run)."""
     spec = parse_spec(aggregator, "--aggregator", engine.base_url)
-    summary = ensemble(run_id, spec, template=template, out=out, db=db,
-                       config=_config(spec, chat, refresh, params, engine, executor), reporter=make_reporter(as_json))
+    with make_reporter(as_json) as reporter:
+        summary = ensemble(run_id, spec, template=template, out=out, db=db,
+                           config=_config(spec, chat, refresh, params, engine, executor), reporter=reporter)
     finish(summary, as_json)
 
 
@@ -59,6 +60,7 @@ def translate_command(
 ) -> None:
     """Translate each model's reasoning (or response) of a run; adds columns such as reasoning_ja."""
     spec = parse_spec(model, "--model", engine.base_url)
-    summary = translate(run_id, to, spec, field=field, template=template, out=out, db=db,
-                        config=_config(spec, chat, refresh, params, engine, executor), reporter=make_reporter(as_json))
+    with make_reporter(as_json) as reporter:
+        summary = translate(run_id, to, spec, field=field, template=template, out=out, db=db,
+                            config=_config(spec, chat, refresh, params, engine, executor), reporter=reporter)
     finish(summary, as_json)

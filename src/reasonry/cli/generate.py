@@ -55,7 +55,8 @@ def generate_command(
     if show_prompt is not None:
         print_prompt(input_path, specs[0], config, show_prompt, columns)
         return
-    summary = generate(input_path, specs, out=out, db=db, config=config, reporter=make_reporter(as_json), **columns)
+    with make_reporter(as_json) as reporter:
+        summary = generate(input_path, specs, out=out, db=db, config=config, reporter=reporter, **columns)
     finish(summary, as_json)
 
 
@@ -106,8 +107,8 @@ def demo_command(
     out = folder / "reasoning.xlsx"
     console.print(f"reasonry generate {questions} --model {spec} --template phi2 --role logician "
                   f"--max-new-tokens 64 --db {folder / 'reasonry.db'} --out {out}", highlight=False, markup=False)
-    summary = generate(questions, [spec], out=out, db=folder / "reasonry.db",
-                       config=GenerateConfig(template="phi2", role="logician",
-                                             params=SamplingParams(max_new_tokens=64)),
-                       reporter=make_reporter(as_json))
+    with make_reporter(as_json) as reporter:
+        summary = generate(questions, [spec], out=out, db=folder / "reasonry.db", reporter=reporter,
+                           config=GenerateConfig(template="phi2", role="logician",
+                                                 params=SamplingParams(max_new_tokens=64)))
     finish(summary, as_json)

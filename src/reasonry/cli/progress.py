@@ -38,8 +38,11 @@ class ProgressReporter(Reporter):
         self.progress: Progress | None = None
         self._showwarning: Any = None
         self.lock = threading.Lock()
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def start(self, label: str, total: int | None) -> None:
+        self.close()
         self.label, self.total = label, total
         self.started = self.last_line = time.monotonic()
         self.done = self.generated = self.tokens = self.failed = 0
@@ -111,14 +114,28 @@ class ProgressReporter(Reporter):
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def finish(self) -> None:
+        if self.mode == "lines" and self.close():
+            self._line(self.status_line() + f" · done in {_duration(time.monotonic() - self.started)}")
+        self.close()
+
+    def close(self) -> bool:
+        """Stop the bar or the line ticker (also when the run failed); True when something was running."""
+        running = self.progress is not None or self._ticker is not None
         if self.progress:
             self.progress.stop()
             self.progress = None
             warnings.showwarning = self._showwarning
-        elif self.mode == "lines":
+        if self._ticker is not None:
             self._stop.set()
             self._ticker.join()
-            self._line(self.status_line() + f" · done in {_duration(time.monotonic() - self.started)}")
+            self._ticker = None
+        return running
+
+    def __enter__(self) -> ProgressReporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def reporter(console: Console, quiet: bool = False) -> ProgressReporter:
