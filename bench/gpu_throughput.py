@@ -113,8 +113,8 @@ def cb_generate(model, ids: list[list[int]], new_tokens: int, **cb) -> float:
 
 def reasonry_e2e(folder: Path, texts: list[str], new_tokens: int, work: Path, **engine) -> dict:
     import reasonry
+    from reasonry.engines import registry
     from reasonry.engines.registry import load_engine
-    from reasonry.tasks import generate as generate_module
 
     questions = work / "q.jsonl"
     questions.write_text("\n".join(json.dumps({"seq": i, "question": t if i < 512 else f"{i} {t}"})
@@ -132,7 +132,7 @@ def reasonry_e2e(folder: Path, texts: list[str], new_tokens: int, work: Path, **
         load_seconds.append(time.perf_counter() - start)
         return engine_
 
-    generate_module.load_engine = timed_load
+    registry.load_engine = timed_load  # generate loads engines through registry.open_engine
     db = work / f"bench-{len(list(work.glob('*.db')))}.db"
     seconds, summary = timed(lambda: reasonry.generate(
         questions, [f"hf:{folder}"], out=work / "out.jsonl", db=db,

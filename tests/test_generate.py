@@ -98,7 +98,7 @@ def test_special_mode_uses_given_reasoning(tmp_path, tiny_model, capsys, monkeyp
     out = tmp_path / "o.jsonl"
     result = _gen([str(questions), "--template", "alpaca-special", "--db", str(tmp_path / "r.db"), "--out", str(out)],
                   capsys, monkeypatch, tiny_model)
-    assert result.code == 0, result.err
+    assert result.code == 3, result.err  # finished, with one failed row
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert rows[0]["reasoning"] == "Books are not fruit." and rows[0]["response"] and rows[0]["error"] is None
     assert "row 2" in rows[1]["error"] and "needs a reasoning" in rows[1]["error"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reasonry.config import SamplingParams
+from reasonry.config import ExecutorOptions, SamplingParams
 from reasonry.tasks.generate import GenerateConfig, generate
 from tests.cli_helpers import run_cli, run_subprocess
 
@@ -37,8 +37,9 @@ def _questions(path: Path, count: int, marker_row: int | None = None) -> Path:
 def _run(tmp_path: Path, questions: Path, model: Path, name: str, **config: object) -> tuple[dict, list[dict]]:
     out = tmp_path / f"{name}.jsonl"
     options = {"batch_size": 4, **config.pop("engine_options", {})}  # type: ignore[arg-type]
+    executor = ExecutorOptions(**{k: config.pop(k) for k in ("executor", "replicas") if k in config})  # type: ignore[arg-type]
     summary = generate(questions, [f"hf:{model}"], out=out, db=tmp_path / f"{name}.db",
-                       config=GenerateConfig(params=PARAMS, engine_options=options, **config))  # type: ignore[arg-type]
+                       config=GenerateConfig(params=PARAMS, engine_options=options, executor=executor))
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     return summary, sorted(rows, key=lambda r: int(r["seq"]))
 

@@ -1,67 +1,27 @@
-"""Shared CLI pieces: consoles, the rich progress reporter, option groups."""
+"""Shared CLI pieces: consoles, progress, the run summary and its exit code, printing a row's exact prompt."""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
+from pathlib import Path
 from typing import Any
 
+import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
-from reasonry.engines.base import Result
-from reasonry.tasks.execute import Reporter
+from reasonry.cli.progress import ProgressReporter, reporter
+from reasonry.config import ModelSpec
+from reasonry.errors import EXIT_FAILED_ROWS, InputError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages are never hard-wrapped: logs and pastes keep them whole
 stdout = Console()
 
 
-class RichReporter(Reporter):
-    """rows done/total, rows/s, tokens/s, ETA, failures."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled and sys.stderr.isatty() or enabled == "force"
-        self.progress: Progress | None = None
-
-    def start(self, label: str, total: int | None) -> None:
-        self.started = time.perf_counter()
-        self.tokens = 0
-        self.failed = 0
-        self.done = 0
-        if not self.enabled:
-            console.print(f"[bold]{label}[/]: {total if total is not None else '?'} requests")
-            return
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), TextColumn("{task.fields[failed]}"),
-            console=console, transient=False,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(label, total=total, rate="", failed="")
-
-    def cached(self, n: int) -> None:
-        self.done += n
-        if self.progress and n:
-            self.progress.advance(self.task, n)
-
-    def result(self, result: Result) -> None:
-        self.done += 1
-        self.tokens += result.completion_tokens
-        self.failed += result.error is not None
-        if self.progress:
-            elapsed = max(time.perf_counter() - self.started, 1e-6)
-            self.progress.update(
-                self.task, advance=1,
-                rate=f"{self.done / elapsed:,.1f} req/s {self.tokens / elapsed:,.0f} tok/s",
-                failed=f"[red]{self.failed} failed[/]" if self.failed else "",
-            )
-
-    def finish(self) -> None:
-        if self.progress:
-            self.progress.stop()
-            self.progress = None
+def make_reporter(as_json: bool = False) -> ProgressReporter:
+    return reporter(console, quiet=as_json)
 
 
 def print_summary(summary: dict[str, Any], as_json: bool) -> None:
@@ -72,7 +32,43 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
     for key in ("rows", "requests", "generated", "cached", "failed", "completion_tokens", "seconds", "tokens_per_s",
                 "output", "db"):
         if key in summary:
-            table.add_row(key, str(summary[key]))
+            table.add_row(key, escape(str(summary[key])))
     console.print(table)
     for error in summary.get("errors", [])[:3]:
-        console.print(f"[red]error:[/] {error}")
+        console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
+
+
+def finish(summary: dict[str, Any], as_json: bool) -> None:
+    """Print a run's summary; a run that finished with failed rows exits EXIT_FAILED_ROWS (3)."""
+    print_summary(summary, as_json)
+    failed = summary.get("failed") or 0
+    if failed:
+        if not as_json:
+            console.print(f"[yellow]{failed} request(s) failed[/]: rerun the same command to retry them "
+                          f"(exit code {EXIT_FAILED_ROWS})", highlight=False)
+        raise typer.Exit(EXIT_FAILED_ROWS)
+
+
+def print_prompt(input_path: Path, spec: ModelSpec, config: Any, row_number: int, columns: dict[str, Any]) -> None:
+    """Write the exact prompt `generate` sends for one data row (1 = first) to stdout, byte for byte."""
+    from reasonry.engines.registry import LazyEngine, open_engine
+    from reasonry.io.readers import open_rows
+    from reasonry.prompts.library import load_template
+    from reasonry.tasks.generate import Prompter
+
+    if row_number < 1:
+        raise InputError("--show-prompt must be >= 1 (the first data row is 1)")
+    source = open_rows(input_path, **columns)
+    row = next((r for r in source if r.index == row_number - 1), None)
+    if row is None:
+        raise InputError(f"--show-prompt {row_number}: {source.path.name} has fewer data rows")
+    engine = LazyEngine(spec, lambda s, **o: open_engine(s, o), config.engine_options)
+    with engine:
+        request, error = Prompter(load_template(config.template), config, source.path.name).build(row, spec, engine, 0)
+    if error:
+        raise InputError(error)
+    if request.prompt is not None:
+        sys.stdout.write(request.prompt)
+    else:
+        sys.stdout.write(json.dumps({"messages": request.messages, "prefill": request.prefill}, ensure_ascii=False,
+                                    indent=1) + "\n")

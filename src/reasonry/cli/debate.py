@@ -12,29 +12,10 @@ from rich.tree import Tree
 from typer.core import TyperGroup
 
 from reasonry.cli import app
-from reasonry.cli.common import RichReporter, console, print_summary, stdout
-from reasonry.cli.options import (
-    ApiKeyEnv,
-    BaseUrl,
-    Concurrency,
-    Db,
-    Device,
-    Dtype,
-    JsonOut,
-    MaxNewTokens,
-    RepetitionPenalty,
-    Rpm,
-    Seed,
-    Stop,
-    Temperature,
-    Timeout,
-    TopK,
-    TopP,
-    Tpm,
-    engine_options,
-    sampling,
-)
-from reasonry.config import parse_model_spec
+from reasonry.cli.common import console, finish, make_reporter, stdout
+from reasonry.cli.flags import EngineFlags, model_flags
+from reasonry.cli.options import Db, JsonOut
+from reasonry.config import ExecutorOptions, SamplingParams
 from reasonry.debate import (
     DebateConfig,
     load_tree,
@@ -46,6 +27,7 @@ from reasonry.debate import (
 )
 from reasonry.debate.export import export_run
 from reasonry.debate.tree import Node
+from reasonry.engines.registry import open_engine
 from reasonry.errors import ConfigError, InputError
 from reasonry.prompts.library import role_text
 from reasonry.store import Store
@@ -76,6 +58,7 @@ def _system(role: str | None, system: str | None) -> str:
 
 
 @debate_app.command("run")
+@model_flags(sampling={"max_new_tokens": 512}, executor=True)
 def debate_run(
     input_path: Annotated[Path | None, typer.Argument(metavar="[QUESTIONS]", help="Topics file (.json .jsonl .csv .tsv .xlsx .parquet, datasets folder).")] = None,
     question: Annotated[str | None, typer.Option(help="One question instead of a file.")] = None,
@@ -104,34 +87,27 @@ def debate_run(
     input_col: Annotated[str | None, typer.Option("--input-col", help="Context column for the first answer (default input).")] = None,
     sheet: Annotated[str | None, typer.Option(help="xlsx sheet name or 0-based index; datasets split.")] = None,
     encoding: Annotated[str | None, typer.Option(help="CSV/TSV encoding (default: detected).")] = None,
-    temperature: Temperature = 0.3, top_p: TopP = 0.9, top_k: TopK = 50, repetition_penalty: RepetitionPenalty = 1.1,
-    max_new_tokens: MaxNewTokens = 512, seed: Seed = 0, stop: Stop = None,
     judge_max_new_tokens: Annotated[int, typer.Option("--judge-max-new-tokens", help="Token limit of judge replies.")] = 64,
     db: Db = "reasonry.db", out: Out = None, out_tree: OutTree = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Regenerate even what is stored.")] = False,
-    device: Device = None, dtype: Dtype = "auto",
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="hf: prompts per batch.")] = None,
-    base_url: BaseUrl = None, api_key_env: ApiKeyEnv = None, concurrency: Concurrency = 64, rpm: Rpm = None,
-    tpm: Tpm = None, timeout: Timeout = 120.0,
     as_json: JsonOut = False,
+    *, params: SamplingParams, engine: EngineFlags, executor: ExecutorOptions,
 ) -> None:
     """Grow a debate tree per topic; rerunning the same command on the same --db resumes it."""
     if model_a is None:
         raise ConfigError("--model-a is required (party A, e.g. hf:./qwen-ft)")
     if (input_path is None) == (question is None):
         raise InputError("give a topics file or --question TEXT (one of them)")
+    specs = {"a": engine.spec(model_a), "b": engine.spec(model_b) if model_b else None,
+             "judge": engine.spec(judge) if judge else None}
     config = DebateConfig(
-        model_a=parse_model_spec(model_a, base_url=base_url),
-        model_b=parse_model_spec(model_b, base_url=base_url) if model_b else None,
-        judge=parse_model_spec(judge, base_url=base_url) if judge else None,
-        rounds=rounds, breadth=breadth, moves=parse_moves(moves), policy=parse_policy(select), seed=seed,
+        model_a=specs["a"], model_b=specs["b"], judge=specs["judge"],
+        rounds=rounds, breadth=breadth, moves=parse_moves(moves), policy=parse_policy(select), seed=params.seed,
         max_nodes=max_nodes, language=language, system_a=_system(role_a, system_a), system_b=_system(role_b, system_b),
         questions_template=questions_template, rebuttal_template=rebuttal_template, answer_template=answer_template,
         judge_template=judge_template, require_question=require_question,
-        params=sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, stop),
-        judge_max_new_tokens=judge_max_new_tokens, refresh=refresh,
-        engine_options=engine_options(device=device, dtype=dtype, batch_size=batch_size, api_key_env=api_key_env,
-                                      concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout),
+        params=params, judge_max_new_tokens=judge_max_new_tokens, refresh=refresh,
+        engine_options=engine.options([spec for spec in specs.values() if spec is not None]),
     )
     config.check()
     if input_path is not None:
@@ -140,12 +116,15 @@ def debate_run(
                              input_col=input_col, encoding=encoding, sheet=sheet_value)
     else:
         topics = single_topic(question or "", answer)
-    summary = run_debate(topics, config, db=db, out=out, out_tree=out_tree,
-                         source=str(input_path) if input_path else None, reporter=RichReporter(enabled=not as_json))
-    print_summary(summary, as_json)
+    with make_reporter(as_json) as reporter:
+        summary = run_debate(topics, config, db=db, out=out, out_tree=out_tree,
+                             source=str(input_path) if input_path else None, reporter=reporter,
+                             loader=lambda spec, **options: open_engine(spec, options, executor))
     if not as_json:
         console.print(f"nodes: {summary['nodes']} {summary['by_kind']}; node errors: {summary['node_errors']}; "
-                      f"see the tree: reasonry debate show {summary['run_id']} --db {db}", highlight=False)
+                      f"see the tree: reasonry debate show {summary['run_id']} --db {db}", highlight=False,
+                      markup=False)
+    finish(summary, as_json)
 
 
 def _label(node: Node, chars: int) -> Text:

@@ -12,8 +12,9 @@ import typer
 
 from reasonry import models
 from reasonry.cli import app
-from reasonry.cli.common import RichReporter, console, print_summary, stdout
-from reasonry.cli.options import JsonOut, sampling
+from reasonry.cli.common import console, finish, make_reporter, stdout
+from reasonry.cli.options import JsonOut
+from reasonry.config import SamplingParams
 from reasonry.tasks.generate import GenerateConfig, generate
 
 models_app = typer.Typer(no_args_is_help=True, help="Real models that install offline (built once into a cache folder).")
@@ -99,12 +100,13 @@ def demo_command(
         # SmolLM2 was tuned on its chat template; the raw reasoning templates get a few words and an early stop.
         spec, flags, config = f"hf:{model_dir}", "--chat", GenerateConfig(chat=True)
     config.role = "logician"
-    config.params = sampling(0.3, 0.9, 50, 1.1, 64 if tiny else 128, 0, None)
+    config.params = SamplingParams(max_new_tokens=64 if tiny else 128)  # the seed's sampling
     console.print(
         f"reasonry generate {quote(str(questions))} --model {quote(spec)} {flags} --role logician --temperature 0.3 "
         f"--top-p 0.9 --top-k 50 --repetition-penalty 1.1 --max-new-tokens {config.params.max_new_tokens} "
         f"--db {quote(str(db))} --out {quote(str(out))}",
         highlight=False, soft_wrap=True)
-    summary = generate(questions, [spec], out=out, db=db, config=config, reporter=RichReporter(enabled=not as_json))
+    with make_reporter(as_json) as reporter:
+        summary = generate(questions, [spec], out=out, db=db, config=config, reporter=reporter)
     console.print("Run the command above again: every row is answered from the cache.", highlight=False)
-    print_summary(summary, as_json)
+    finish(summary, as_json)

@@ -9,23 +9,10 @@ import typer
 
 from reasonry.cli import app
 from reasonry.cli.common import console, stdout
-from reasonry.cli.options import (
-    Db,
-    Device,
-    Dtype,
-    JsonOut,
-    MaxNewTokens,
-    RepetitionPenalty,
-    Seed,
-    Stop,
-    Temperature,
-    TopK,
-    TopP,
-    engine_options,
-    sampling,
-)
+from reasonry.cli.flags import EngineFlags, model_flags
+from reasonry.cli.options import Db, JsonOut
 from reasonry.cli.steer import Chat, Role, System, Template
-from reasonry.config import parse_model_spec
+from reasonry.config import SamplingParams
 from reasonry.store import Store
 
 review_app = typer.Typer(no_args_is_help=True, help="Review a run in Excel: edit reasonings, give verdicts, import.")
@@ -56,6 +43,7 @@ def export_command(
 
 
 @review_app.command("import")
+@model_flags()
 def import_command(
     workbook: Annotated[str, typer.Argument(help="The reviewed .xlsx (columns in any order).")],
     sft: Annotated[str | None, typer.Option("--sft", help="Write accepted rows here as SFT records (.jsonl).")] = None,
@@ -63,9 +51,8 @@ def import_command(
     regenerate: Annotated[str | None, typer.Option(
         "--regenerate", help="KIND:MODEL to write new responses from the edited reasonings.")] = None,
     chat: Chat = False, template: Template = "alpaca", role: Role = None, system: System = None,
-    temperature: Temperature = 0.3, top_p: TopP = 0.9, top_k: TopK = 50, repetition_penalty: RepetitionPenalty = 1.1,
-    max_new_tokens: MaxNewTokens = 256, seed: Seed = 0, stop: Stop = None,
-    db: Db = "reasonry.db", device: Device = None, dtype: Dtype = "auto", as_json: JsonOut = False,
+    db: Db = "reasonry.db", as_json: JsonOut = False,
+    *, params: SamplingParams, engine: EngineFlags,
 ) -> None:
     """Record a reviewed workbook as steering versions (accepted ones become training data)."""
     from reasonry.tasks.review import import_review
@@ -73,16 +60,15 @@ def import_command(
     from reasonry.tasks.steer_formats import steer_format
 
     _check(workbook)
-    params = sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, stop)
     fmt = steer_format(template, chat=chat, role=role, system=system)
     store = Store.existing(db)
     try:
         if regenerate:
             from reasonry.engines.registry import load_engine
 
-            spec = parse_model_spec(regenerate)
-            with load_engine(spec, **engine_options(device=device, dtype=dtype)) as engine:
-                summary = import_review(store, workbook, engine=engine, fmt=fmt, label=spec.label, sft=sft, dpo=dpo,
+            spec = engine.spec(regenerate)
+            with load_engine(spec, **engine.options([spec])) as loaded:
+                summary = import_review(store, workbook, engine=loaded, fmt=fmt, label=spec.label, sft=sft, dpo=dpo,
                                         params=params)
         else:
             summary = import_review(store, workbook, sft=sft, dpo=dpo)

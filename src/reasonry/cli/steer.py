@@ -11,24 +11,9 @@ import typer
 
 from reasonry.cli import app
 from reasonry.cli.common import console, stdout
-from reasonry.cli.options import (
-    Db,
-    Device,
-    Dtype,
-    JsonOut,
-    MaxNewTokens,
-    Models,
-    RepetitionPenalty,
-    Seed,
-    Stop,
-    Temperature,
-    Timeout,
-    TopK,
-    TopP,
-    engine_options,
-    sampling,
-)
-from reasonry.config import parse_model_spec
+from reasonry.cli.flags import EngineFlags, model_flags
+from reasonry.cli.options import Db, JsonOut, Models
+from reasonry.config import SamplingParams
 from reasonry.errors import InputError
 from reasonry.prompts.roles import ROLES
 from reasonry.store import Store
@@ -86,6 +71,7 @@ def _print_version(version: Version, as_json: bool) -> None:
 
 
 @steer_app.command("ask")
+@model_flags()
 def ask_command(
     question: Annotated[str, typer.Argument(help="The question (optional with --parent: the parent's question).")] = "",
     model: Model = ..., input_text: Annotated[str, typer.Option("--input", help="Input / context.")] = "",
@@ -103,9 +89,8 @@ def ask_command(
     budget_close: Annotated[str, typer.Option(
         "--budget-close", help="Phrase appended to a reasoning cut by the budget, before the response.")] = "",
     chat: Chat = False, template: Template = "alpaca", role: Role = None, system: System = None,
-    temperature: Temperature = 0.3, top_p: TopP = 0.9, top_k: TopK = 50, repetition_penalty: RepetitionPenalty = 1.1,
-    max_new_tokens: MaxNewTokens = 256, seed: Seed = 0, stop: Stop = None,
-    db: Db = "reasonry.db", device: Device = None, dtype: Dtype = "auto", as_json: JsonOut = False,
+    db: Db = "reasonry.db", as_json: JsonOut = False,
+    *, params: SamplingParams, engine: EngineFlags,
 ) -> None:
     """Generate one steering version: a reasoning (and response), a response from a given reasoning, or the rest
     of a reasoning from a prefix (--continue-from)."""
@@ -119,12 +104,12 @@ def ask_command(
         mode, given = mode or "continue", prefix
     mode = mode or ("special" if given else "reasoning")
     budget = budget_of(reasoning_budget, reasoning_min, budget_close)
-    params = sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, stop)
-    spec = parse_model_spec(model)
+    spec = engine.spec(model)
+    options = engine.options([spec])
     store = Store(db)
     try:
-        with load_engine(spec, **engine_options(device=device, dtype=dtype)) as engine:
-            steerer = Steerer(store, {spec.label: engine}, chat=chat, params=params, template=template, role=role,
+        with load_engine(spec, **options) as loaded:
+            steerer = Steerer(store, {spec.label: loaded}, chat=chat, params=params, template=template, role=role,
                               system=system)
             live = not as_json and console.is_terminal
             version = None
@@ -191,6 +176,7 @@ def accept_command(
 
 
 @app.command("serve")
+@model_flags()
 def serve_command(
     model: Models,
     port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
@@ -200,9 +186,7 @@ def serve_command(
     db: Db = "reasonry.db", chat: Chat = False, template: Template = "alpaca", role: Role = None,
     system: System = None,
     max_body: Annotated[int, typer.Option("--max-body", help="Largest request body in bytes.")] = 1 << 20,
-    temperature: Temperature = 0.3, top_p: TopP = 0.9, top_k: TopK = 50, repetition_penalty: RepetitionPenalty = 1.1,
-    max_new_tokens: MaxNewTokens = 256, seed: Seed = 0, stop: Stop = None,
-    device: Device = None, dtype: Dtype = "auto", timeout: Timeout = 120.0,
+    *, params: SamplingParams, engine: EngineFlags,
 ) -> None:
     """Serve the web app (Steer, Runs, Debates) and OpenAI-compatible /v1 endpoints for the models."""
     import uvicorn
@@ -214,19 +198,19 @@ def serve_command(
 
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(24)
-    specs = [parse_model_spec(m) for m in model]
+    specs = [engine.spec(m) for m in model]
+    options = engine.options(specs)
     store = Store(db)
     engines = {}
     try:
         for label, spec in zip(unique_labels(specs), specs, strict=True):
             console.print(f"loading {spec} as [bold]{label}[/]", highlight=False)
-            engines[label] = load_engine(spec, **engine_options(device=device, dtype=dtype, timeout=timeout))
+            engines[label] = load_engine(spec, **options)
     except BaseException:  # a later model failed to load: free the ones already loaded
         for engine in engines.values():
             engine.close()
         store.close()
         raise
-    params = sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, stop)
     steerer = Steerer(store, engines, chat=chat, params=params, template=template, role=role, system=system)
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}/"
@@ -281,6 +265,7 @@ def _print_report(report: BatchReport, as_json: bool, rows: int = 20) -> None:
 
 
 @steer_app.command("batch")
+@model_flags()
 def batch_command(
     run: Annotated[str, typer.Argument(help="The run whose reasonings are edited (id, prefix or 'last').")],
     model: Model = ...,
@@ -296,9 +281,8 @@ def batch_command(
     limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
     note: Annotated[str | None, typer.Option(help="A note kept with the batch.")] = None,
     chat: Chat = False, template: Template = "alpaca", role: Role = None, system: System = None,
-    temperature: Temperature = 0.3, top_p: TopP = 0.9, top_k: TopK = 50, repetition_penalty: RepetitionPenalty = 1.1,
-    max_new_tokens: MaxNewTokens = 256, seed: Seed = 0, stop: Stop = None,
-    db: Db = "reasonry.db", device: Device = None, dtype: Dtype = "auto", as_json: JsonOut = False,
+    db: Db = "reasonry.db", as_json: JsonOut = False,
+    *, params: SamplingParams, engine: EngineFlags,
 ) -> None:
     """Apply one reasoning edit to many rows of a run, regenerate their responses, and report what changed."""
     from reasonry.engines.registry import load_engine
@@ -307,12 +291,12 @@ def batch_command(
 
     edit = _edit_of(prefix, template_edit, find, replace, regex)
     fmt = steer_format(template, chat=chat, role=role, system=system)
-    params = sampling(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, stop)
-    spec = parse_model_spec(model)
+    spec = engine.spec(model)
+    options = engine.options([spec])
     store = Store.existing(db)
     try:
-        with load_engine(spec, **engine_options(device=device, dtype=dtype)) as engine:
-            report = steer_batch(store, run, engine, edit, fmt=fmt, model=run_model, params=params, limit=limit,
+        with load_engine(spec, **options) as loaded:
+            report = steer_batch(store, run, loaded, edit, fmt=fmt, model=run_model, params=params, limit=limit,
                                  label=spec.label, note=note)
     finally:
         store.close()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,39 +24,13 @@ from reasonry.config import ModelSpec, SamplingParams
 from reasonry.debate.config import MOVE_KIND, DebateConfig, Party
 from reasonry.debate.parse import Parsed, judge_score, parse_answer, parse_challenges
 from reasonry.debate.tree import Node, NodeWriter
-from reasonry.engines.base import Engine, Request, Result
-from reasonry.engines.registry import load_engine
+from reasonry.engines.base import Request
+from reasonry.engines.registry import EngineLoader, LazyEngine, load_engine
 from reasonry.io.readers import Row
 from reasonry.prompts.library import PromptTemplate, load_template
 from reasonry.requests import PromptTooLarge, build_request, error_request
 from reasonry.store import Store, StoredResult
 from reasonry.tasks.execute import Counts, Planned, Reporter, run_planned
-
-EngineLoader = Callable[..., Engine]
-
-
-class LazyEngine(Engine):
-    """Loads the real engine only when a request is not cached, so a finished rerun loads no model."""
-
-    def __init__(self, spec: ModelSpec, loader: EngineLoader, options: dict[str, Any]) -> None:
-        self.spec = spec
-        self._loader = loader
-        self._options = options
-        self._engine: Engine | None = None
-
-    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
-        iterator = iter(requests)
-        first = next(iterator, None)
-        if first is None:
-            return
-        if self._engine is None:
-            self._engine = self._loader(self.spec, **self._options)
-        yield from self._engine.generate(itertools.chain([first], iterator))
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
 
 
 @dataclass

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
-from reasonry.errors import ConfigError, InputError
+from reasonry.errors import ConfigError, InputError, db_timeout, is_locked
 from reasonry.store.migrations import MIGRATIONS, statements
 
 CHUNK = 900  # SQLite's default limit on bound parameters is 999
@@ -29,13 +29,15 @@ class StoreBase:
             raise InputError(f"--db {self.path}: folder '{self.path.parent}' does not exist; create it first")
         self.lock = threading.RLock()
         try:
-            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.conn = sqlite3.connect(self.path, timeout=db_timeout(), isolation_level=None, check_same_thread=False)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
+            if is_locked(exc):
+                raise
             raise InputError(f"--db {self.path}: not a reasonry database ({exc})") from None
 
     @classmethod

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from reasonry.errors import InputError
+from reasonry.runstate import live_status, owner
 from reasonry.store.base import StoreBase, marks
 from reasonry.store.records import RESULT_FIELDS, RunRecord, StoredResult, new_run_id
 
@@ -27,6 +28,7 @@ def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
     data = dict(row)
     data["config"] = json.loads(data["config"] or "{}")
     data["summary"] = json.loads(data["summary"] or "{}")
+    data["status"] = live_status(data["status"], data["summary"])  # 'interrupted' once its process is gone
     return data
 
 
@@ -45,7 +47,8 @@ class RunsMixin(StoreBase):
                 "INSERT OR IGNORE INTO runs (id, kind, created_at, source, config, parent_run) VALUES (?,?,?,?,?,?)",
                 (run_id, kind, time.time(), source, json.dumps(config, ensure_ascii=False, default=str), parent_run),
             )
-            conn.execute("UPDATE runs SET status='running', finished_at=NULL WHERE id=?", (run_id,))
+            conn.execute("UPDATE runs SET status='running', finished_at=NULL, summary=? WHERE id=?",
+                         (json.dumps(owner()), run_id))
             for label, spec in models:
                 self.add_run_model(run_id, label, spec)
         return run_id

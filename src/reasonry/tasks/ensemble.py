@@ -13,7 +13,7 @@ from typing import Any
 
 from reasonry.config import ModelSpec
 from reasonry.engines.base import Engine, Request, Result
-from reasonry.engines.registry import load_engine
+from reasonry.engines.registry import open_engine
 from reasonry.io.writers import check_output_path
 from reasonry.prompts.formats import THINK_CLOSE
 from reasonry.prompts.library import PromptTemplate
@@ -97,7 +97,7 @@ def ensemble(run: str, aggregator: str | ModelSpec, *, template: str = "ensemble
         check_has_results(store, run_id, labels)
         counts = Counts()
         with open_run(store, ENSEMBLE_LABEL, on=run_id) as run, \
-                load_engine(spec, chat=config.chat, **config.engine_options) as engine:
+                open_engine(spec, config.engine_options, config.executor) as engine:
             store.add_run_model(run_id, ENSEMBLE_LABEL, str(spec))
             if reporter:
                 reporter.start(f"{ENSEMBLE_LABEL} ({spec.label})", store.count_inputs(run_id))

@@ -8,7 +8,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from reasonry.config import ModelSpec, SamplingParams, parse_model_spec
+from reasonry.config import ExecutorOptions, ModelSpec, SamplingParams, parse_model_spec
 from reasonry.engines.base import Engine, Request
 from reasonry.errors import ConfigError, InputError
 from reasonry.prompts.library import PromptTemplate, load_template
@@ -24,6 +24,7 @@ class FollowUpConfig:
     chat: bool = False
     refresh: bool = False
     engine_options: dict[str, Any] = field(default_factory=dict)
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
 
 
 def load_task_template(name_or_path: str, produces: str) -> PromptTemplate:

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reasonry.config import ModelSpec, SamplingParams, parse_model_spec
+from reasonry.config import ExecutorOptions, ModelSpec, SamplingParams, parse_model_spec
+from reasonry.engines import registry
 from reasonry.engines.base import Engine, Request
-from reasonry.engines.registry import load_engine
+from reasonry.engines.registry import LazyEngine
 from reasonry.errors import ConfigError, InputError
 from reasonry.io.readers import Row, open_rows
 from reasonry.io.writers import check_output_path
@@ -40,13 +41,14 @@ class GenerateConfig:
     refresh: bool = False
     language: str = "English"
     n: int = 5
-    engine_options: dict[str, Any] = field(default_factory=dict)
-    executor: str = "local"  # "ray": engine replicas on a Ray cluster (reasonry[ray])
-    ray_address: str | None = None
-    replicas: int = 1
-    gpus_per_replica: float = 0
+    engine_options: dict[str, Any] = field(default_factory=dict)  # engine keyword arguments (config.HFOptions…)
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
     reasoning_budgets: tuple[int, ...] = ()  # a budget sweep: one extra column per budget (tasks/budget_sweep.py)
     budget_close: str = ""
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ConfigError("--samples must be >= 1")
 
 
 @dataclass
@@ -141,8 +143,6 @@ def generate(
     Python API: `reasonry.generate("questions.json", ["hf:./model"], out="out.xlsx")`.
     """
     config = config or GenerateConfig()
-    if config.samples < 1:
-        raise InputError("--samples must be >= 1")
     specs = [m if isinstance(m, ModelSpec) else parse_model_spec(m) for m in models]
     if not specs:
         raise InputError("give at least one --model")
@@ -211,16 +211,8 @@ def _sweep(store: Store, run_id: str, engine: Engine, label: str, config: Genera
 
 
 def open_engine(spec: ModelSpec, config: GenerateConfig) -> Engine:
-    """The engine for one model: in this process, or replicas on a Ray cluster with --executor ray."""
-    options = {"chat": config.chat, **config.engine_options}
-    if config.executor == "local":
-        return load_engine(spec, **options)
-    if config.executor == "ray":
-        from reasonry.engines.ray_executor import RayEngine
-
-        return RayEngine(spec, options, address=config.ray_address, replicas=config.replicas,
-                         gpus_per_replica=config.gpus_per_replica)
-    raise ConfigError(f"--executor {config.executor!r}: choose local or ray")
+    """The engine for one model, loaded (here or on Ray) only when a request is not cached."""
+    return LazyEngine(spec, lambda s, **o: registry.open_engine(s, o, config.executor), config.engine_options)
 
 
 def _store_inputs(store: Store, run_id: str, chunk: list[Planned]) -> None:

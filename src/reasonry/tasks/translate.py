@@ -14,7 +14,7 @@ from typing import Any
 
 from reasonry.config import ModelSpec
 from reasonry.engines.base import Engine, Request
-from reasonry.engines.registry import load_engine
+from reasonry.engines.registry import open_engine
 from reasonry.errors import InputError
 from reasonry.io.writers import check_output_path
 from reasonry.prompts.library import PromptTemplate
@@ -120,7 +120,7 @@ def translate(run: str, to: str, model: str | ModelSpec, *, field: str = "reason
         rows = store.count_inputs(run_id)
         counts = Counts()
         with open_run(store, "translate", on=run_id) as run, \
-                load_engine(spec, chat=config.chat, **config.engine_options) as engine:
+                open_engine(spec, config.engine_options, config.executor) as engine:
             if reporter:
                 reporter.start(f"{column} ({spec.label})", store.count_requests(run_id, labels))
             task = TranslateTask(prompt_template, engine, config, field, column, language, run_id)
