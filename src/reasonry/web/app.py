@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from reasonry.errors import ReasonryError
 from reasonry.tasks.steer import Steerer
@@ -27,6 +29,21 @@ def create_app(steerer: Steerer, *, token: str | None = None, max_body: int = MA
     @app.exception_handler(ReasonryError)
     async def user_error(request: Request, exc: ReasonryError) -> JSONResponse:
         message = steer_api.public_message(request, exc)
+        return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        """404/405 and friends in the same one-line error shape as every other refusal."""
+        return JSONResponse({"error": {"message": f"{request.method} {request.url.path}: {exc.detail}",
+                                       "type": "invalid_request_error"}}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def query_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A malformed query or path parameter (e.g. ?a=x where a number is wanted): one line, 400."""
+        error = exc.errors()[0] if exc.errors() else {}
+        name = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
+        message = f"{name}: {error.get('msg', 'invalid value')}".replace("\n", " ")
         return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=400)
 
     guarded = Guard(app, token=token, max_body=max_body)
