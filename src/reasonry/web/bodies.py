@@ -33,6 +33,8 @@ def _whole(value: Any) -> Any:
 
 
 Whole = Annotated[int | None, BeforeValidator(_whole)]
+Positive = Annotated[Annotated[int, Field(ge=1, le=MAX_INT)] | None, BeforeValidator(_whole)]  # blank = absent
+NonNegative = Annotated[Annotated[int, Field(ge=0, le=MAX_INT)] | None, BeforeValidator(_whole)]
 Text = StrictStr | None
 
 FIELD_MESSAGES = {  # fields whose type is a union: one message instead of one per alternative
@@ -83,9 +85,9 @@ class SteerBody(BaseModel):
     reasoning: Text = None
     thread: Text = None
     params: dict[str, Any] | None = None
-    parent: Annotated[Whole, Field(ge=1, le=MAX_INT)] = None
-    reasoning_budget: Annotated[Whole, Field(ge=1, le=MAX_INT)] = None
-    reasoning_min: Annotated[Whole, Field(ge=0, le=MAX_INT)] = None
+    parent: Positive = None
+    reasoning_budget: Positive = None
+    reasoning_min: NonNegative = None
     budget_close: Text = None
 
     @model_validator(mode="after")
@@ -117,7 +119,7 @@ class BatchBody(BaseModel):
     model: Text = None
     run: Text = None
     run_model: Text = None
-    limit: Annotated[Whole, Field(ge=1, le=MAX_INT)] = None
+    limit: Positive = None
     params: dict[str, Any] | None = None
 
 
