@@ -11,7 +11,7 @@ from reasonry.errors import EngineError
 # Options each engine accepts; others are ignored so one option set can serve several --model flags.
 ENGINE_OPTIONS: dict[str, tuple[str, ...]] = {
     "hf": ("device", "dtype", "load_in_4bit", "load_in_8bit", "merge_adapter", "batch_size", "max_batch_tokens",
-           "batching", "compile", "ignore_eos"),
+           "max_model_len", "cuda_graphs", "gpu_memory_utilization", "poll_every", "ignore_eos"),
     "openai": ("api_key", "api_key_env", "concurrency", "rpm", "tpm", "timeout", "max_retries", "chat"),
     "vllm": ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "max_lora_rank",
              "enforce_eager"),
