@@ -217,19 +217,28 @@ def reasonry_e2e(folder: Path, texts: list[str], new_tokens: int, work: Path, ha
 
 def ceiling(engine, kv_lens: list[int]) -> dict:
     """One decode step (forward only) at the engine's batch size, replayed as a CUDA graph."""
+    from reasonry.engines.hf import cache as kv
+
     runner = engine.loop.runner
     batch = engine.batch_size
     out = {}
+    default = kv.ATTENTION
     with torch.inference_mode():
         saved = runner.lens.clone()
-        runner.lens[:batch] = torch.randint(PROMPT_TOKENS, max(kv_lens) - 16, (batch,), device="cuda")
-        for kv_len in kv_lens:
-            runner.lens[:batch].clamp_(max=kv_len - 1)
-            graph, _ = runner._graph(batch, kv_len)
-            for _ in range(3):
-                graph.replay()
-            seconds, _ = timed(lambda g=graph: [g.replay() for _ in range(20)])
-            out[f"kv{kv_len}"] = {"step_ms": seconds / 20 * 1e3, "tok_s": batch * 20 / seconds}
+        for variant in (default, *({"sdpa", "matmul"} - {default})):
+            kv.ATTENTION = variant
+            runner._graphs.clear()
+            runner.lens[:batch] = torch.randint(PROMPT_TOKENS, max(kv_lens) - 16, (batch,), device="cuda")
+            for kv_len in kv_lens:
+                runner.lens[:batch].clamp_(max=kv_len - 1)
+                graph, _ = runner._graph(batch, kv_len)
+                for _ in range(3):
+                    graph.replay()
+                seconds, _ = timed(lambda g=graph: [g.replay() for _ in range(20)])
+                name = f"kv{kv_len}" if variant == default else f"kv{kv_len}_{variant}"
+                out[name] = {"step_ms": seconds / 20 * 1e3, "tok_s": batch * 20 / seconds}
+        kv.ATTENTION = default
+        runner._graphs.clear()
         runner.lens.copy_(saved)
     return out
 

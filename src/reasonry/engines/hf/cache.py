@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 NAME = "reasonry_slots"
+ATTENTION = os.environ.get("REASONRY_ATTENTION", "sdpa")  # "sdpa" or "matmul" (benchmarks compare the two)
 _registered = False
 
 
@@ -101,7 +102,12 @@ def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
     mask = attention_mask[:, :, :, : layout.kv_len]
     if groups > 1:
         mask = mask[:, :, None].expand(rows, 1, groups, q_len, layout.kv_len).reshape(rows, 1, groups * q_len, -1)
-    out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=mask, scale=scaling)
+    if ATTENTION == "matmul":
+        scores = torch.matmul(grouped, keys.transpose(-1, -2)).float() * (scaling or dim ** -0.5)
+        probs = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1).to(values.dtype)
+        out = torch.matmul(probs, values)
+    else:
+        out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=mask, scale=scaling)
     return out.reshape(rows, heads, q_len, dim).transpose(1, 2).contiguous(), None
 
 

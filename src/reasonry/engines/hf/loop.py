@@ -93,16 +93,19 @@ class DecodeLoop:
         firsts: list[tuple[list[Sequence], torch.Tensor]] = []
         if sched.prefilling:
             started = time.perf_counter()
-            chunks = sched.next_chunks()
-            logits = runner.prefill([s.slot for s, _, _ in chunks], [start for _, start, _ in chunks],
-                                    [c for _, _, c in chunks])
-            done = sched.prefilled(chunks)
-            if done:
-                rows = [i for i, (s, _, _) in enumerate(chunks) if s in done]
-                first = runner.start_decoding([s.slot for s in done], [s.prompt for s in done],
-                                              logits[torch.tensor(rows, device=logits.device)],
-                                              plan_for([s.params for s in done], runner.vocab))
-                firsts.append((done, first))
+            while sched.prefilling:  # one chunk between decode windows once half the slots decode
+                chunks = sched.next_chunks()
+                logits = runner.prefill([s.slot for s, _, _ in chunks], [start for _, start, _ in chunks],
+                                        [c for _, _, c in chunks])
+                done = sched.prefilled(chunks)
+                if done:
+                    rows = [i for i, (s, _, _) in enumerate(chunks) if s in done]
+                    first = runner.start_decoding([s.slot for s in done], [s.prompt for s in done],
+                                                  logits[torch.tensor(rows, device=logits.device)],
+                                                  plan_for([s.params for s in done], runner.vocab))
+                    firsts.append((done, first))
+                if 2 * len(sched.running) >= runner.cache.slots:
+                    break
             self.stats["prefill_s"] += time.perf_counter() - started
         window: list[torch.Tensor] = []
         decoding = list(sched.running.values())  # those just prefilled included: their first token is drawn

@@ -35,7 +35,8 @@ class ModelRunner:
         self.top_k = torch.zeros(slots, dtype=torch.long, device=device)
         self.penalty = torch.ones(slots, dtype=torch.float32, device=device)
         self.seeds = torch.zeros(slots, dtype=torch.long, device=device)
-        self.seen = torch.zeros((slots, vocab), dtype=torch.bool, device=device)
+        # Token id at each position of each slot (prompt, then output): the repetition penalty's memory.
+        self.history = torch.zeros((slots, cache.max_len), dtype=torch.long, device=device)
         self.positions = torch.arange(max(slots, cache.max_len), device=device)
         self._graphs: dict[tuple[int, int], tuple[Any, torch.Tensor]] = {}
         self._pool = torch.cuda.graph_pool_handle() if graphs else None
@@ -57,9 +58,15 @@ class ModelRunner:
         s, d = torch.tensor(src, device=self.device), torch.tensor(dst, device=self.device)
         self.cache.move(s, d, length)
         for state in (self.tokens, self.lens, self.active, self.steps, self.temperature, self.top_p, self.top_k,
-                      self.penalty, self.seeds, self.seen):
+                      self.penalty, self.seeds, self.history):
             state[d] = state[s]
         self.park_slots(src)
+
+    def _history(self, index: torch.Tensor | slice, lens: torch.Tensor, kv_len: int) -> torch.Tensor:
+        """Each row's token ids at positions [0, kv_len); positions past the row's last token repeat its first."""
+        history = self.history[index, :kv_len]
+        valid = self.positions[None, :kv_len] <= lens[:, None]
+        return torch.where(valid, history, history[:, :1])
 
     def rows(self, index: torch.Tensor | slice) -> RowParams:
         return RowParams(self.temperature[index], self.top_p[index], self.top_k[index], self.penalty[index],
@@ -97,15 +104,16 @@ class ModelRunner:
                        plan: BatchPlan) -> torch.Tensor:
         """Draw the first token of sequences whose prompt is in the cache and let their slots decode."""
         index = torch.tensor(slots, device=self.device)
-        self.seen[index] = False
         rows = torch.tensor([i for i, p in enumerate(prompts) for _ in p], device=self.device)
-        flat = torch.tensor([t for p in prompts for t in p], device=self.device)
-        self.seen[index[rows], flat] = True
+        columns = torch.tensor([j for p in prompts for j in range(len(p))], device=self.device)
+        self.history[index[rows], columns] = torch.tensor([t for p in prompts for t in p], device=self.device)
         self.steps[index] = 0
-        first = sample(logits, self.seen[index], self.rows(index), plan)
-        self.seen[index, first] = True
+        lens = torch.tensor([len(p) for p in prompts], device=self.device)
+        kv_len = max(len(p) for p in prompts)
+        first = sample(logits, self._history(index, lens - 1, kv_len) if plan.penalty else None, self.rows(index), plan)
+        self.history[index, lens] = first
         self.tokens[index] = first
-        self.lens[index] = torch.tensor([len(p) for p in prompts], device=self.device)
+        self.lens[index] = lens
         self.steps[index] = 1
         self.active[index] = 1
         return first
@@ -143,9 +151,11 @@ class ModelRunner:
             graph.replay()
         else:
             logits = self._forward(batch, kv_len)
-        chosen = sample(logits, self.seen[:batch], self.rows(slice(0, batch)), plan)
+        lens = self.lens[:batch]
+        history = self._history(slice(0, batch), lens, kv_len) if plan.penalty else None
+        chosen = sample(logits, history, self.rows(slice(0, batch)), plan)
         active = self.active[:batch]
-        self.seen[self.positions[:batch], chosen] = True
+        self.history[self.positions[:batch], (lens + 1).clamp(max=self.park)] = chosen
         self.tokens[:batch] = chosen
         self.lens[:batch] += active
         self.steps[:batch] += active

@@ -58,28 +58,28 @@ class RowParams:
     steps: torch.Tensor  # int64 [B], index of the token being drawn
 
 
-def sample(logits: torch.Tensor, seen: torch.Tensor | None, rows: RowParams, plan: BatchPlan) -> torch.Tensor:
-    """Next token per row of `logits` [B, V]; `seen` [B, V] bool marks prompt and output tokens (penalty)."""
-    logits = logits.float()
-    if plan.penalty and seen is not None:
+def sample(logits: torch.Tensor, history: torch.Tensor | None, rows: RowParams, plan: BatchPlan) -> torch.Tensor:
+    """Next token per row of `logits` [B, V] (model dtype; penalised in place). `history` [B, L]: the prompt and
+    output token ids of each row, padded with ids the row already holds (for the repetition penalty)."""
+    if plan.penalty and history is not None:
         penalty = rows.penalty[:, None]
-        logits = torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
+        values = logits.gather(1, history).float()
+        values = torch.where(values < 0, values * penalty, values / penalty)
+        logits.scatter_(1, history, values.to(logits.dtype))
     greedy = logits.argmax(dim=-1)
     if plan.greedy:
         return greedy
-    temperature = torch.where(rows.temperature > 0, rows.temperature, 1.0)
-    logits = logits / temperature[:, None]
     vocab = logits.shape[-1]
+    # Dividing by a positive temperature keeps each row's order, so candidates are chosen before it.
     if 0 < plan.top_k < vocab:
         values, indices = torch.topk(logits, plan.top_k, dim=-1)  # sorted, descending
-        row_k = torch.where(rows.top_k > 0, rows.top_k, plan.top_k)
-        values = values.masked_fill(torch.arange(plan.top_k, device=values.device)[None, :] >= row_k[:, None],
-                                    float("-inf"))
     else:
         values, indices = torch.sort(logits, dim=-1, descending=True)
-        row_k = torch.where((rows.top_k > 0) & (rows.top_k < vocab), rows.top_k, vocab)
-        values = values.masked_fill(torch.arange(vocab, device=values.device)[None, :] >= row_k[:, None],
-                                    float("-inf"))
+    width = values.shape[-1]
+    temperature = torch.where(rows.temperature > 0, rows.temperature, 1.0)
+    values = values.float() / temperature[:, None]
+    row_k = torch.where((rows.top_k > 0) & (rows.top_k < width), rows.top_k, width)
+    values = values.masked_fill(torch.arange(width, device=values.device)[None, :] >= row_k[:, None], float("-inf"))
     probs = values.softmax(dim=-1)
     # Keep the smallest prefix whose mass reaches top_p (at least one token), as transformers does.
     drop = ((probs.cumsum(dim=-1) - probs) >= rows.top_p[:, None]) & (rows.top_p[:, None] < 1.0)
