@@ -103,7 +103,7 @@ class Hazard:
         x = x ^ ((x >> 29) & ((1 << 35) - 1))
         u = ((x >> 11) & ((1 << 53) - 1)).double() / float(1 << 53)
         fire = (u < self.table[index]) & (positions + 1 >= PROMPT_TOKENS)
-        logits[..., EOS] = torch.where(fire, torch.finfo(logits.dtype).max, logits[..., EOS])
+        logits[..., EOS] = torch.where(fire, 1e4, logits[..., EOS])
         return output
 
 
