@@ -15,6 +15,7 @@ Python API::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -114,7 +115,9 @@ class Steerer:
         self.engines = dict(engines)
         self.chat = chat
         self.params = params or SamplingParams()
-        self.locks = {label: threading.Lock() for label in self.engines}  # one generation per model at a time
+        # One generation at a time per model, except engines that batch concurrent requests themselves (hf).
+        self.locks = {label: contextlib.nullcontext() if getattr(engine, 'concurrent', False) else threading.Lock()
+                      for label, engine in self.engines.items()}
 
     @property
     def models(self) -> list[str]:

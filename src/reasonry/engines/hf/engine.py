@@ -27,6 +27,8 @@ class HFEngine(Engine):
     max_batch_tokens: prompt tokens per prefill forward (longer prompts are prefilled in chunks).
     """
 
+    concurrent = True
+
     def __init__(self, spec: ModelSpec, *, device: str | None = None, dtype: str = "auto",
                  load_in_4bit: bool = False, load_in_8bit: bool = False, merge_adapter: bool = False,
                  batch_size: int | None = None, max_model_len: int | None = None,
