@@ -109,13 +109,15 @@ class Hazard:
 
 def make_prompts(tokenizer, count: int, length: int) -> tuple[list[str], list[list[int]]]:
     texts, ids = [], []
+    seen: set[str] = set()  # distinct prompts: the store answers a repeated request from its cache
     number = 0
     while len(texts) < count:
         number += 1
-        words = " ".join(str((number * 7919 + i * 104729) % 997) for i in range(length * 2))
+        words = f"{number} " + " ".join(str((number * 7919 + i * 104729) % 997) for i in range(length * 2))
         tokens = tokenizer(words, add_special_tokens=False)["input_ids"][:length]
         text = tokenizer.decode(tokens)
-        if tokenizer(text, add_special_tokens=False)["input_ids"] == tokens and EOS not in tokens:
+        if tokenizer(text, add_special_tokens=False)["input_ids"] == tokens and EOS not in tokens and text not in seen:
+            seen.add(text)
             texts.append(text)
             ids.append(tokens)
     return texts, ids
