@@ -1,8 +1,13 @@
-"""Where a decode step of the hf engine spends its time (torch.profiler), on the Qwen2.5-1.5B shape."""
+"""Where the hf engine's loop spends its time (torch.profiler over `HFEngine.generate`), Qwen2.5-1.5B shape.
+
+    python bench/profile_decode.py [--prompts 512] [--new-tokens 64]
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -11,43 +16,36 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_throughput import build_model, make_prompts  # noqa: E402
+from gpu_throughput import PROMPT_TOKENS, SEED_SAMPLING, build_model, make_prompts  # noqa: E402
 
 from reasonry.config import SamplingParams, parse_model_spec  # noqa: E402
+from reasonry.engines.base import Request  # noqa: E402
 from reasonry.engines.hf import HFEngine  # noqa: E402
 
 
 def main() -> None:
-    import tempfile
-
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prompts", type=int, default=512)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    args = parser.parse_args()
     folder = Path(tempfile.mkdtemp()) / "m"
     model, tokenizer = build_model(folder)
     del model
     engine = HFEngine(parse_model_spec(f"hf:{folder}"), ignore_eos=True)
-    texts, ids = make_prompts(engine.tokenizer, 512, 128)
-    batch = [(None, t, i) for t, i in zip(texts, ids, strict=True)]
-
-    class R:
-        sample_index = 0
-    batch = [(R(), t, i) for _, t, i in batch]
-    for label, params in {
-        "seed sampling": SamplingParams(max_new_tokens=32),
-        "no rep penalty": SamplingParams(max_new_tokens=32, repetition_penalty=1.0),
-        "greedy": SamplingParams(max_new_tokens=32, temperature=0, repetition_penalty=1.0),
-    }.items():
-        engine._decode(batch[:8], params.with_(max_new_tokens=4))
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        with torch.inference_mode():
-            engine._decode(batch, params)
-        torch.cuda.synchronize()
-        print(f"{label}: {(time.perf_counter() - start) / 32 * 1000:.1f} ms/step (incl. prefill)", flush=True)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]) as prof:
-        with torch.inference_mode():
-            engine._decode(batch, SamplingParams(max_new_tokens=16))
+    texts, _ = make_prompts(engine.tokenizer, args.prompts, PROMPT_TOKENS)
+    params = SamplingParams(max_new_tokens=args.new_tokens, **SEED_SAMPLING)
+    requests = [Request(key=str(i), params=params, prompt=t) for i, t in enumerate(texts)]
+    list(engine.generate(requests))  # captures the CUDA graphs this work needs
+    start = time.perf_counter()
+    list(engine.generate([Request(key=f"w{r.key}", params=params, prompt=r.prompt + " ") for r in requests]))
+    torch.cuda.synchronize()
+    print(f"warm run: {args.prompts * args.new_tokens / (time.perf_counter() - start):,.0f} tok/s", flush=True)
+    activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=activities) as prof:
+        list(engine.generate([Request(key=f"p{r.key}", params=params, prompt=r.prompt + "  ") for r in requests]))
         torch.cuda.synchronize()
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
-    print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=15))
+    print(engine.loop.stats)
 
 
 if __name__ == "__main__":

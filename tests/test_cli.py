@@ -117,9 +117,10 @@ def _help(command: list[str], capsys, monkeypatch) -> str:
 
 
 def test_every_model_command_lists_the_same_sampling_and_engine_flags(capsys, monkeypatch):
-    expected = {flag_name(item) for cls in (SamplingParams, *ENGINE_OPTIONS.values())
+    expected = {flag for cls in (SamplingParams, *ENGINE_OPTIONS.values())
                 for item in cls.__dataclass_fields__.values()
-                if not item.metadata.get("hidden") and item.metadata.get("cli", True)}
+                if not item.metadata.get("hidden") and item.metadata.get("cli", True)
+                for flag in flag_name(item).split("/")}  # on/off pairs: --cuda-graphs/--no-cuda-graphs
     expected.add("--base-url")
     for command in MODEL_COMMANDS:
         text = _help(command, capsys, monkeypatch)

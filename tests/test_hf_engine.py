@@ -97,40 +97,25 @@ def test_quantized_loading_needs_cuda(tiny_model: Path) -> None:
         HFEngine(parse_model_spec(f"hf:{tiny_model}"), load_in_4bit=True)
 
 
-def test_continuous_batching_path_and_repetition_penalty_routing(tiny_model: Path, base: HFEngine) -> None:
-    """`--batching cb` uses generate_batch only where it is exact: it drops repetition_penalty, so those stay on
-    the own loop and give the same tokens as batching "static"."""
-    cb = HFEngine(parse_model_spec(f"hf:{tiny_model}"), batching="cb")
-    penalised = SamplingParams(max_new_tokens=12, repetition_penalty=1.1)
-    assert _texts(cb, penalised) == _texts(base, penalised)
-    plain = SamplingParams(max_new_tokens=12, repetition_penalty=1.0, temperature=0)
-    results = {r.key: r for r in cb.generate([Request(key=str(i), params=plain, prompt=p) for i, p in enumerate(PROMPTS)])}
-    assert set(results) == {"0", "1", "2"}
-    assert all(r.error is None and 1 <= r.completion_tokens <= 12 for r in results.values())
-    assert {k: r.text for k, r in results.items()} == _texts(base, plain)
-
-
 @pytest.mark.parametrize("params", [SamplingParams(max_new_tokens=20), SamplingParams(max_new_tokens=24, temperature=0,
                                                                                       repetition_penalty=1.3)])
-def test_static_cache_decoding_gives_the_same_tokens(tiny_model: Path, base: HFEngine, params: SamplingParams) -> None:
-    """`--batching graphs` (static KV cache; CUDA graphs on a GPU) is the same computation as the default loop."""
-    graphs = HFEngine(parse_model_spec(f"hf:{tiny_model}"), batching="graphs", batch_size=8)
+def test_slot_count_does_not_change_the_tokens(tiny_model: Path, base: HFEngine, params: SamplingParams) -> None:
+    """One slot (every request alone, refilled one after another) gives the same tokens as eight slots."""
+    single = HFEngine(parse_model_spec(f"hf:{tiny_model}"), batch_size=1)
     prompts = PROMPTS + ["A much longer prompt that forces padding in the batch, " * 4]
-    ours = {r.key: (r.text, r.completion_tokens, r.finish_reason)
-            for r in graphs.generate([Request(key=str(i), params=params, prompt=p) for i, p in enumerate(prompts)])}
-    reference = {r.key: (r.text, r.completion_tokens, r.finish_reason)
-                 for r in base.generate([Request(key=str(i), params=params, prompt=p) for i, p in enumerate(prompts)])}
+    requests = [Request(key=str(i), params=params, prompt=p) for i, p in enumerate(prompts)]
+    ours = {r.key: (r.text, r.completion_tokens, r.finish_reason) for r in single.generate(requests)}
+    reference = {r.key: (r.text, r.completion_tokens, r.finish_reason) for r in base.generate(requests)}
     assert ours == reference
 
 
-@pytest.mark.parametrize("batching", ["static", "graphs"])
-def test_rows_stop_at_their_eos_and_keep_nothing_after(tiny_model: Path, batching: str) -> None:
-    engine = HFEngine(parse_model_spec(f"hf:{tiny_model}"), batching=batching, ignore_eos=True)
+def test_rows_stop_at_their_eos_and_keep_nothing_after(tiny_model: Path) -> None:
+    engine = HFEngine(parse_model_spec(f"hf:{tiny_model}"), ignore_eos=True)
     params = SamplingParams(max_new_tokens=16, temperature=0)
     requests = [Request(key=str(i), params=params, prompt=p) for i, p in enumerate(PROMPTS)]
     free = {r.key: r for r in engine.generate(requests)}
     ids = engine.tokenizer(free["0"].raw_text, add_special_tokens=False)["input_ids"]
-    engine.eos_ids = [ids[2]]  # a token row 0 emits early becomes its end of sequence
+    engine.loop.eos = {ids[2]}  # a token row 0 emits early becomes its end of sequence
     stopped = {r.key: r for r in engine.generate(requests)}
     first = ids.index(ids[2])
     assert stopped["0"].finish_reason == "stop"

@@ -96,18 +96,25 @@ class HFOptions:
     load_in_4bit: bool = option(False, "4-bit weights (bitsandbytes, CUDA).")
     load_in_8bit: bool = option(False, "8-bit weights (bitsandbytes, CUDA).")
     merge_adapter: bool = option(False, "Merge the LoRA adapter into the weights.")
-    batch_size: int | None = option(None, "Prompts per batch (default 512 on GPU, 16 on CPU).")
-    max_batch_tokens: int | None = option(None, "Most prompt+output tokens per batch (default 512K GPU, 16K CPU).")
-    batching: str = option("auto", "auto/static (own loop), graphs (static cache + CUDA graphs), cb (transformers "
-                                   "generate_batch).")
-    compile: bool = option(False, "torch.compile the decode step.", hidden=True)
+    batch_size: int | None = option(None, "Sequences decoding together (slots; default 512 on GPU, 16 on CPU; "
+                                          "fewer when the KV cache does not fit).")
+    max_model_len: int | None = option(None, "Prompt + output tokens per sequence (default: the model's context, "
+                                             "at most 4096 on GPU / 2048 on CPU); a longer prompt fails on its row.")
+    max_batch_tokens: int | None = option(None, "Prompt tokens per prefill forward (default 8192 GPU, 2048 CPU).")
+    cuda_graphs: bool = option(True, "Replay decode steps as CUDA graphs on GPU.", flag="--cuda-graphs/--no-cuda-graphs")
+    gpu_memory_utilization: float | None = option(None, "Share of free GPU memory the KV cache may use (default "
+                                                         "0.9).")
+    poll_every: int | None = option(None, "Decode steps between host read-backs (default 8 GPU, 1 CPU).",
+                                    hidden=True)
     ignore_eos: bool = option(False, "Generate max-new-tokens every time (benchmarks).", hidden=True)
 
     def __post_init__(self) -> None:
         _require([
-            *_positive(batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens),
-            (self.batching in ("auto", "static", "cb", "graphs"),
-             f"--batching {self.batching!r}: choose auto, static, cb or graphs"),
+            *_positive(batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
+                       max_model_len=self.max_model_len, poll_every=self.poll_every),
+            (self.gpu_memory_utilization is None or (_finite(self.gpu_memory_utilization)
+                                                     and 0 < self.gpu_memory_utilization <= 1),
+             "--gpu-memory-utilization must be in (0, 1]"),
             (self.dtype in DTYPES, f"--dtype {self.dtype!r}: choose {', '.join(DTYPES)}"),
             (not (self.load_in_4bit and self.load_in_8bit), "--load-in-4bit and --load-in-8bit exclude each other"),
         ])
@@ -116,7 +123,7 @@ class HFOptions:
         """The options that change the generated tokens; request keys include them (engines/base.request_key)."""
         settings = {"dtype": None if self.dtype == "auto" else self.dtype,
                     "quantization": "4bit" if self.load_in_4bit else "8bit" if self.load_in_8bit else None,
-                    "ignore_eos": self.ignore_eos or None, "sampler": "transformers" if self.batching == "cb" else None}
+                    "ignore_eos": self.ignore_eos or None}
         return {k: v for k, v in settings.items() if v}
 
 
@@ -134,7 +141,7 @@ class OpenAIOptions:
     backoff_base: float = option(0.5, "First retry delay in seconds (doubles each retry).", hidden=True)
     backoff_max: float = option(30.0, "Longest retry delay in seconds.", hidden=True)
     adaptive: bool = option(True, "Adapt the requests in flight to the server (fewer on 429/503 or rising latency, "
-                                  "more while clean; --concurrency is the ceiling).")
+                                  "more while clean; --concurrency is the ceiling).", flag="--adaptive/--fixed")
 
     def __post_init__(self) -> None:
         _require([

@@ -81,6 +81,7 @@ class Engine(ABC):
     """A loaded model. `generate` consumes requests lazily and yields results as they finish."""
 
     spec: ModelSpec
+    concurrent = False  # True: generate/stream may be called from several threads at once (they share one batch)
 
     @abstractmethod
     def generate(self, requests: Iterable[Request]) -> Iterator[Result]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from reasonry.config import ModelSpec, SamplingParams
 from reasonry.engines.base import Engine, Request, Result, check_local_path
-from reasonry.engines.sampling import request_seed
+from reasonry.engines.hf.sampling import request_seed
 from reasonry.errors import ConfigError, EngineError, first_line
 from reasonry.extract import strip_special_tokens
 

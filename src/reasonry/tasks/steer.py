@@ -19,6 +19,7 @@ Python API::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -137,7 +138,9 @@ class Steerer:
         self.template = template
         self.formats = {False: steer_format(template, role=role, system=system),
                         True: steer_format(template, chat=True, role=role, system=system)}
-        self.locks = {label: threading.Lock() for label in self.engines}  # one generation per model at a time
+        # One generation at a time per model, except engines that batch concurrent requests themselves (hf).
+        self.locks = {label: contextlib.nullcontext() if getattr(engine, 'concurrent', False) else threading.Lock()
+                      for label, engine in self.engines.items()}
 
     @property
     def models(self) -> list[str]:

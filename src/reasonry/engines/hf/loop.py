@@ -1,0 +1,158 @@
+"""The decode loop: one background thread per engine that admits sequences into free slots, prefills their
+prompts in chunks between decode windows, decodes every running sequence a few steps at a time, and hands each
+sequence's result to its consumer the moment it finishes. `HFEngine.generate` and `stream` (and so `reasonry
+serve`, which calls them from several threads) are consumers of this one loop.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+import torch
+
+from reasonry.engines.hf.runner import ModelRunner
+from reasonry.engines.hf.sampling import plan_for
+from reasonry.engines.hf.scheduler import Scheduler, Sequence
+
+
+class LoopFailed:
+    """Put into a consumer's sink when the loop thread dies; carries the error line."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class DecodeLoop:
+    def __init__(self, runner: ModelRunner, scheduler: Scheduler, *, eos: set[int], poll_every: int,
+                 finish: Any, stop_hit: Any, stream_piece: Any) -> None:
+        self.runner, self.scheduler, self.eos, self.poll_every = runner, scheduler, eos, poll_every
+        self.finish, self.stop_hit, self.stream_piece = finish, stop_hit, stream_piece
+        self.inbox: queue.Queue[Sequence | None] = queue.Queue()
+        self.failed: str | None = None
+        self.stats = {"prefill_s": 0.0, "decode_s": 0.0, "poll_s": 0.0, "steps": 0, "windows": 0}
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, seq: Sequence) -> None:
+        with self._lock:
+            if self.failed:
+                seq.sink.put(LoopFailed(self.failed))
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="reasonry-hf-loop", daemon=True)
+                self._thread.start()
+        self.inbox.put(seq)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self.inbox.put(None)
+            self._thread.join()
+            self._thread = None
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            with torch.inference_mode():
+                while self._take_new():
+                    self._iteration()
+        except Exception as exc:  # every consumer learns why, no one waits forever
+            message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            with self._lock:
+                self.failed = message
+            for seq in [*self.scheduler.waiting, *self.scheduler.prefilling, *self.scheduler.running.values()]:
+                seq.sink.put(LoopFailed(message))
+            while True:
+                try:
+                    seq = self.inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if seq is not None:
+                    seq.sink.put(LoopFailed(message))
+
+    def _take_new(self) -> bool:
+        """Move submitted sequences into the scheduler; block while there is nothing to do. False: stop."""
+        block = not self.scheduler.busy()
+        while True:
+            try:
+                seq = self.inbox.get(block=block)
+            except queue.Empty:
+                return True
+            if seq is None:
+                return False
+            self.scheduler.add(seq)
+            block = False
+
+    def _iteration(self) -> None:
+        sched, runner = self.scheduler, self.runner
+        admitted = sched.admit()
+        if admitted:
+            runner.set_params([s.slot for s in admitted], [s.params for s in admitted], [s.seed for s in admitted])
+        firsts: list[tuple[list[Sequence], torch.Tensor]] = []
+        if sched.prefilling:
+            started = time.perf_counter()
+            while sched.prefilling:  # one chunk between decode windows once half the slots decode
+                chunks = sched.next_chunks()
+                logits = runner.prefill([s.slot for s, _, _ in chunks], [start for _, start, _ in chunks],
+                                        [c for _, _, c in chunks])
+                done = sched.prefilled(chunks)
+                if done:
+                    rows = [i for i, (s, _, _) in enumerate(chunks) if s in done]
+                    first = runner.start_decoding([s.slot for s in done], [s.prompt for s in done],
+                                                  logits[torch.tensor(rows, device=logits.device)],
+                                                  plan_for([s.params for s in done], runner.vocab))
+                    firsts.append((done, first))
+                if 2 * len(sched.running) >= runner.cache.slots:
+                    break
+            self.stats["prefill_s"] += time.perf_counter() - started
+        window: list[torch.Tensor] = []
+        decoding = list(sched.running.values())  # those just prefilled included: their first token is drawn
+        if decoding:
+            started = time.perf_counter()
+            batch = runner.batch_bucket(max(s.slot for s in decoding))
+            kv_len = runner.kv_bucket(max(s.length for s in decoding) + self.poll_every)
+            plan = plan_for([s.params for s in decoding], runner.vocab)
+            for _ in range(self.poll_every):
+                window.append(runner.decode_step(batch, kv_len, plan))
+            self.stats["decode_s"] += time.perf_counter() - started
+            self.stats["steps"] += self.poll_every
+            self.stats["windows"] += 1
+        started = time.perf_counter()
+        self._poll(firsts, decoding, window)
+        self.stats["poll_s"] += time.perf_counter() - started
+
+    def _poll(self, firsts: list, decoding: list[Sequence], window: list[torch.Tensor]) -> None:
+        """Read the drawn tokens back (the one host sync of an iteration) and finish what is done."""
+        sched = self.scheduler
+        drawn: dict[Sequence, list[int]] = {}
+        for seqs, first in firsts:
+            for seq, token in zip(seqs, first.tolist(), strict=True):
+                drawn[seq] = [token]
+        if window:
+            columns = torch.stack(window, dim=1).tolist()  # [batch, steps]
+            for seq in decoding:
+                drawn.setdefault(seq, []).extend(columns[seq.slot])
+        finished = []
+        for seq, tokens in drawn.items():
+            if seq.cancelled.is_set() or sched.accept(seq, tokens, self.eos, self.stop_hit):
+                finished.append(seq)
+            elif seq.stream:
+                self.stream_piece(seq)
+        for seq in [*sched.waiting, *sched.prefilling]:
+            if seq.cancelled.is_set():
+                finished.append(seq)
+        if finished:
+            for seq in finished:
+                if seq in sched.waiting:
+                    sched.waiting.remove(seq)
+                elif seq.slot >= 0:
+                    sched.release(seq)
+                if not seq.cancelled.is_set():
+                    self.finish(seq)
+            self.runner.park_slots([s.slot for s in finished if s.slot >= 0])
+        moves = sched.compaction()
+        if moves:
+            longest = max(s.length for s in sched.running.values()) + 1
+            self.runner.move([m[0] for m in moves], [m[1] for m in moves], self.runner.kv_bucket(longest))
