@@ -1,33 +1,8 @@
 // Batch steering page. Model output and user text are set with textContent only.
 "use strict";
+// $, el, api and setStatus come from common.js.
 
-const $ = (selector) => document.querySelector(selector);
 let current = null;
-
-function el(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  if (className) node.className = className;
-  return node;
-}
-
-async function api(path, body) {
-  const options = { credentials: "same-origin", headers: { "X-Reasonry": "1" } };
-  if (body !== undefined) {
-    options.method = "POST";
-    options.headers["Content-Type"] = "application/json";
-    options.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, options);
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
-  return data;
-}
-
-function setStatus(text, isError) {
-  $("#status").textContent = text;
-  $("#status").classList.toggle("error", Boolean(isError));
-}
 
 function showReport(report) {
   current = report;
