@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -101,6 +101,32 @@ def _sse(data: Any) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+Events = Callable[[Any], list[dict[str, Any]]]
+
+
+def _event_stream(request: Request, steerer: Steerer, label: str, engine_request: EngineRequest, on_text: Events,
+                  on_end: Events, first: Sequence[dict[str, Any]] = ()) -> StreamingResponse:
+    """The server-sent events of a stream=true completion: `first`, `on_text(piece)` for every piece of text,
+    `on_end(result)` for the final result (or one error event), then [DONE]."""
+
+    def events() -> Iterator[str]:
+        yield from map(_sse, first)
+        try:
+            for piece in _pieces(steerer, label, engine_request):
+                if not isinstance(piece, Result):
+                    yield from map(_sse, on_text(piece))
+                elif piece.error:
+                    yield _sse({"error": {"message": public_message(request, piece.error)}})
+                    break
+                else:
+                    yield from map(_sse, on_end(piece))
+        except Exception as exc:  # after the 200 an error can only be an event: never cut the stream
+            yield _sse({"error": {"message": stream_error(request, exc)}})
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
 @router.get("/models")
 def list_models(request: Request) -> dict[str, Any]:
     steerer = steerer_of(request)
@@ -129,21 +155,8 @@ async def completions(request: Request) -> Any:
                 "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
 
     if body.stream:
-        def events() -> Iterator[str]:
-            try:
-                for piece in _pieces(steerer, label, engine_request):
-                    if isinstance(piece, Result):
-                        if piece.error:
-                            yield _sse({"error": {"message": public_message(request, piece.error)}})
-                        else:
-                            yield _sse({**chunk("", piece.finish_reason), "usage": _usage(piece)})
-                    else:
-                        yield _sse(chunk(piece, None))
-            except Exception as exc:  # after the 200 an error can only be an event: never cut the stream
-                yield _sse({"error": {"message": stream_error(request, exc)}})
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return _event_stream(request, steerer, label, engine_request, lambda piece: [chunk(piece, None)],
+                             lambda result: [{**chunk("", result.finish_reason), "usage": _usage(result)}])
     result = await _reply(request, steerer, label, engine_request)
     if isinstance(result, JSONResponse):
         return result
@@ -189,26 +202,12 @@ async def chat_completions(request: Request) -> Any:
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
     if body.stream:
-        def events() -> Iterator[str]:
-            yield _sse(chunk({"role": "assistant", "content": ""}, None))
-            deltas = _Deltas(parse)
-            try:
-                for piece in _pieces(steerer, label, engine_request):
-                    if isinstance(piece, Result):
-                        if piece.error:
-                            yield _sse({"error": {"message": public_message(request, piece.error)}})
-                            break
-                        for delta in deltas.feed("", final=True):
-                            yield _sse(chunk(delta, None))
-                        yield _sse({**chunk({}, piece.finish_reason), "usage": _usage(piece)})
-                    else:
-                        for delta in deltas.feed(piece):
-                            yield _sse(chunk(delta, None))
-            except Exception as exc:  # after the 200 an error can only be an event: never cut the stream
-                yield _sse({"error": {"message": stream_error(request, exc)}})
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
+        deltas = _Deltas(parse)
+        return _event_stream(
+            request, steerer, label, engine_request, lambda piece: [chunk(d, None) for d in deltas.feed(piece)],
+            lambda result: [*(chunk(d, None) for d in deltas.feed("", final=True)),
+                            {**chunk({}, result.finish_reason), "usage": _usage(result)}],
+            first=[chunk({"role": "assistant", "content": ""}, None)])
     result = await _reply(request, steerer, label, engine_request)
     if isinstance(result, JSONResponse):
         return result
