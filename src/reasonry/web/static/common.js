@@ -10,6 +10,13 @@ function el(tag, text, className) {
   return node;
 }
 
+// A table row of text cells.
+function textRow(cells, className) {
+  const row = el("tr", null, className);
+  for (const value of cells) row.appendChild(el("td", value));
+  return row;
+}
+
 // The error a failed response carries: the API's {"error": {"message": ...}} or the HTTP status text.
 async function responseError(response) {
   const data = await response.json().catch(() => ({}));

@@ -1,6 +1,6 @@
 // Steer page. Every piece of model output or user text is set with textContent / value, never as HTML.
 "use strict";
-// $, el, api, responseError and setStatus come from common.js.
+// $, el, textRow, api, responseError and setStatus come from common.js.
 
 const state = { thread: null, versions: [], columns: new Map(), busy: false };
 const PARAMS = ["max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed"];
@@ -187,12 +187,10 @@ function renderVersions() {
   const body = $("#versions tbody");
   body.replaceChildren();
   for (const version of state.versions) {
-    const row = el("tr");
+    const row = textRow([version.id, version.parent_id || "", version.model, version.mode, version.edited ? "yes" : "",
+      Number(version.seconds || 0).toFixed(2), version.completion_tokens || 0, version.accepted ? "✓" : ""],
+    version.accepted ? "accepted" : "");
     row.dataset.id = version.id;
-    if (version.accepted) row.className = "accepted";
-    const cells = [version.id, version.parent_id || "", version.model, version.mode, version.edited ? "yes" : "",
-      Number(version.seconds || 0).toFixed(2), version.completion_tokens || 0, version.accepted ? "✓" : ""];
-    for (const value of cells) row.appendChild(el("td", value));
     row.appendChild(el("td", (version.response || "").slice(0, 200), "preview"));
     const actions = el("td");
     const open = el("button", "Open");

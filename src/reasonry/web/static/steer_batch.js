@@ -1,6 +1,6 @@
 // Batch steering page. Model output and user text are set with textContent only.
 "use strict";
-// $, el, api and setStatus come from common.js.
+// $, el, textRow, api and setStatus come from common.js.
 
 let current = null;
 
@@ -12,12 +12,10 @@ function showReport(report) {
   const body = $("#rows tbody");
   body.replaceChildren();
   for (const row of report.per_row) {
-    const tr = el("tr");
+    const tr = textRow([row.row_id, row.changed ? "yes" : "", "−" + row.response_diff.delete + " +" + row.response_diff.insert,
+      row.flags_before.join(", "), row.flags_after.join(", "), "#" + row.original_id + " → #" + row.edited_id],
+    row.changed ? "changed" : "");
     tr.dataset.row = row.row_id;
-    if (row.changed) tr.className = "changed";
-    const cells = [row.row_id, row.changed ? "yes" : "", "−" + row.response_diff.delete + " +" + row.response_diff.insert,
-      row.flags_before.join(", "), row.flags_after.join(", "), "#" + row.original_id + " → #" + row.edited_id];
-    for (const value of cells) tr.appendChild(el("td", value));
     tr.appendChild(el("td", row.reasoning.slice(0, 300), "preview"));
     tr.appendChild(el("td", (row.response || "").slice(0, 300), "preview"));
     body.appendChild(tr);
