@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -33,6 +33,8 @@ router = APIRouter(prefix="/v1")
 HOLD = 24  # characters held back while streaming, so a marker being written is not sent as text
 
 Parse = Callable[[str], tuple[str | None, str | None]]
+B = TypeVar("B", bound=OpenAIBody)
+R = TypeVar("R")
 
 
 def _error(message: str, status: int = 400) -> JSONResponse:
@@ -134,20 +136,29 @@ def list_models(request: Request) -> dict[str, Any]:
                                        for label in steerer.engines]}
 
 
+async def _read(request: Request, kind: type[B], build: Callable[[Engine, B, SamplingParams], R]
+                ) -> tuple[Steerer, B, str, R]:
+    """A /v1 request's body and served model, and what `build` makes of them and the sampling parameters."""
+    steerer = steerer_of(request)
+    body = read_body(kind, await json_body(request))
+    label, engine = _model(steerer, body)
+    return steerer, body, label, build(engine, body, _params(body, steerer.params))
+
+
+def _completion_request(engine: Engine, body: CompletionBody, params: SamplingParams) -> EngineRequest:
+    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+    if body.mode is not None:
+        prompt, _, _ = build_prompt(body.mode, prompt, body.input or "", body.reasoning)
+    return _request(engine, params, prompt, None, None)
+
+
 @router.post("/completions")
 async def completions(request: Request) -> Any:
-    steerer = steerer_of(request)
     try:
-        body = read_body(CompletionBody, await json_body(request))
-        label, engine = _model(steerer, body)
-        params = _params(body, steerer.params)
-        prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-        mode = body.mode
-        if mode is not None:
-            prompt, _, _ = build_prompt(mode, prompt, body.input or "", body.reasoning)
-        engine_request = _request(engine, params, prompt, None, None)
+        steerer, body, label, engine_request = await _read(request, CompletionBody, _completion_request)
     except ReasonryError as exc:
         return _error(public_message(request, exc))
+    mode = body.mode
     ident, created = "cmpl-" + secrets.token_hex(8), int(time.time())
 
     def chunk(text: str, finish: str | None) -> dict[str, Any]:
@@ -187,12 +198,8 @@ def _chat_request(engine: Engine, body: ChatBody, params: SamplingParams) -> tup
 
 @router.post("/chat/completions")
 async def chat_completions(request: Request) -> Any:
-    steerer = steerer_of(request)
     try:
-        body = read_body(ChatBody, await json_body(request))
-        label, engine = _model(steerer, body)
-        params = _params(body, steerer.params)
-        engine_request, parse = _chat_request(engine, body, params)
+        steerer, body, label, (engine_request, parse) = await _read(request, ChatBody, _chat_request)
     except ReasonryError as exc:
         return _error(public_message(request, exc))
     ident, created = "chatcmpl-" + secrets.token_hex(8), int(time.time())
