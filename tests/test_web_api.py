@@ -289,6 +289,15 @@ def test_continue_and_budget_through_the_steer_api(tmp_path: Path) -> None:
     assert reply.json()["params"]["reasoning_budget"] == 5
 
 
+def test_blank_or_null_optional_numbers_mean_absent(tmp_path: Path) -> None:
+    client, _ = _FakeEngine.app(tmp_path)
+    body = {"question": "q?", "parent": "", "reasoning_budget": None, "reasoning_min": ""}
+    reply = client.post("/api/steer", headers=WRITE, content=json.dumps(body))
+    assert reply.status_code == 200, reply.text
+    from reasonry.web.bodies import BatchBody
+    assert BatchBody.model_validate({"edit": {}, "limit": ""}).limit is None
+
+
 def test_max_tokens_maps_to_max_new_tokens(tmp_path: Path) -> None:
     client, engine = _FakeEngine.app(tmp_path)
     reply = client.post("/v1/completions", headers=WRITE,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +14,7 @@ from reasonry.cli.flags import EngineFlags, model_flags
 from reasonry.cli.options import Db, JsonOut
 from reasonry.config import ExecutorOptions, ModelSpec, SamplingParams
 from reasonry.tasks.ensemble import FollowUpConfig, ensemble, parse_spec
+from reasonry.tasks.execute import Reporter
 from reasonry.tasks.translate import translate
 
 RunId = Annotated[str, typer.Argument(metavar="RUN_ID", help="Run id, a unique prefix of it, or 'last'.")]
@@ -21,10 +23,16 @@ Chat = Annotated[bool, typer.Option("--chat", help="Send the prompt as a user me
 Refresh = Annotated[bool, typer.Option("--refresh", help="Regenerate even what is stored.")]
 
 
-def _config(spec: ModelSpec, chat: bool, refresh: bool, params: SamplingParams, engine: EngineFlags,
-            executor: ExecutorOptions) -> FollowUpConfig:
-    return FollowUpConfig(params=params, chat=chat, refresh=refresh, engine_options=engine.options([spec]),
-                          executor=executor)
+def _follow_up(model: str, flag: str, chat: bool, refresh: bool, as_json: bool, params: SamplingParams,
+               engine: EngineFlags, executor: ExecutorOptions,
+               task: Callable[[ModelSpec, FollowUpConfig, Reporter], dict[str, Any]]) -> None:
+    """Read the model flag, run the task with its config and a progress reporter, print its summary."""
+    spec = parse_spec(model, flag, engine.base_url)
+    config = FollowUpConfig(params=params, chat=chat, refresh=refresh, engine_options=engine.options([spec]),
+                            executor=executor)
+    with make_reporter(as_json) as reporter:
+        summary = task(spec, config, reporter)
+    finish(summary, as_json)
 
 
 @app.command("ensemble")
@@ -39,11 +47,9 @@ def ensemble_command(
     *, params: SamplingParams, engine: EngineFlags, executor: ExecutorOptions,
 ) -> None:
     """Merge every row's reasonings from the run's models into one (model `ensemble` in the same run)."""
-    spec = parse_spec(aggregator, "--aggregator", engine.base_url)
-    with make_reporter(as_json) as reporter:
-        summary = ensemble(run_id, spec, template=template, out=out, db=db,
-                           config=_config(spec, chat, refresh, params, engine, executor), reporter=reporter)
-    finish(summary, as_json)
+    _follow_up(aggregator, "--aggregator", chat, refresh, as_json, params, engine, executor,
+               lambda spec, config, reporter: ensemble(run_id, spec, template=template, out=out, db=db,
+                                                       config=config, reporter=reporter))
 
 
 @app.command("translate")
@@ -59,8 +65,6 @@ def translate_command(
     *, params: SamplingParams, engine: EngineFlags, executor: ExecutorOptions,
 ) -> None:
     """Translate each model's reasoning (or response) of a run; adds columns such as reasoning_ja."""
-    spec = parse_spec(model, "--model", engine.base_url)
-    with make_reporter(as_json) as reporter:
-        summary = translate(run_id, to, spec, field=field, template=template, out=out, db=db,
-                            config=_config(spec, chat, refresh, params, engine, executor), reporter=reporter)
-    finish(summary, as_json)
+    _follow_up(model, "--model", chat, refresh, as_json, params, engine, executor,
+               lambda spec, config, reporter: translate(run_id, to, spec, field=field, template=template, out=out,
+                                                        db=db, config=config, reporter=reporter))

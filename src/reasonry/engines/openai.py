@@ -15,7 +15,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any
@@ -26,6 +26,7 @@ import aiohttp
 from reasonry.config import ModelSpec
 from reasonry.engines.base import Engine, Request, Result
 from reasonry.engines.limits import AdaptiveConcurrency, ServerLimits, TokenBucket, parse_retry_after
+from reasonry.engines.openai_wire import Rejected, Retryable, StreamState, json_object, raw_text
 from reasonry.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -34,19 +35,6 @@ log = logging.getLogger(__name__)
 EXTRA_SAMPLING_FIELDS = ("top_k", "repetition_penalty")
 MAX_RETRY_AFTER_S = 300.0
 _DONE = object()
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None, *, overloaded: bool = False) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.overloaded = overloaded
-
-
-class _Rejected(Exception):
-    def __init__(self, message: str, unexpected: set[str] | None = None) -> None:
-        super().__init__(message)
-        self.unexpected = unexpected or set()
 
 
 def api_root(base_url: str) -> str:
@@ -184,9 +172,8 @@ class OpenAIEngine(Engine):
     async def _call(self, session: aiohttp.ClientSession, request: Request,
                     limiter: AdaptiveConcurrency | None = None) -> Result:
         """Send one request with retries; every failure ends as a Result with `error`, never an exception."""
-        attempt = 0
-        while True:
-            path, body = self.payload(request)
+
+        async def once(path: str, body: dict[str, Any], attempt: int) -> Result:
             try:
                 await self._wait_for_limits(body)
                 ticket = await limiter.acquire() if limiter else 0
@@ -198,27 +185,40 @@ class OpenAIEngine(Engine):
                     latency, tokens = result.latency_s, result.completion_tokens
                     result.retries = attempt
                     return result
-                except _Retryable as exc:
+                except Retryable as exc:
                     overloaded = exc.overloaded
                     raise
                 finally:
                     if limiter:
                         await limiter.release(ticket, overloaded=overloaded, latency_s=latency, tokens=tokens)
-            except _Retryable as exc:
-                if attempt >= self.max_retries:
-                    failed = self._error(request, f"{exc}; gave up after {attempt + 1} attempts")
+            except (Retryable, Rejected):
+                raise
+            except Exception as exc:  # a bug or an odd server must not stop the run
+                return self._error(request, f"{type(exc).__name__}: {exc}")
+
+        return await self._retrying(request, once, "gave up")
+
+    async def _retrying(self, request: Request, once: Callable[[str, dict[str, Any], int], Awaitable[Result]],
+                        gave_up: str, *, stream: bool = False, final: Callable[[], bool] = lambda: False) -> Result:
+        """`once(path, body, attempt)` until it returns: a Retryable failure backs off and tries again (at most
+        --max-retries times, and not once `final()`), a rejected extra sampling field is left out of the next
+        try, any other rejection is the Result's error."""
+        attempt = 0
+        while True:
+            path, body = self.payload(request, stream=stream)
+            try:
+                return await once(path, body, attempt)
+            except Retryable as exc:
+                if final() or attempt >= self.max_retries:
+                    failed = self._error(request, f"{exc}; {gave_up} after {attempt + 1} attempts")
                     failed.retries = attempt
                     return failed
                 await self._back_off(attempt, exc.retry_after)
                 attempt += 1
-            except _Rejected as exc:
+            except Rejected as exc:
                 if self._drop_fields(exc.unexpected, body):
                     continue
                 return self._error(request, str(exc))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug or an odd server must not stop the run
-                return self._error(request, f"{type(exc).__name__}: {exc}")
 
     async def _post(self, session: aiohttp.ClientSession, path: str, body: dict[str, Any],
                     limiter: AdaptiveConcurrency | None = None) -> dict[str, Any]:
@@ -227,12 +227,12 @@ class OpenAIEngine(Engine):
                 raw = await response.read()
                 self._heed(response.headers, limiter, body)
                 if response.status == 200:
-                    return _json_object(raw, self.where)
+                    return json_object(raw, self.where)
                 _raise_for_status(response.status, response.headers.get("Retry-After"), raw, self.where)
         except TimeoutError:
-            raise _Retryable(f"no answer from {self.where} within --timeout {self.timeout:g}s") from None
+            raise Retryable(f"no answer from {self.where} within --timeout {self.timeout:g}s") from None
         except aiohttp.ClientError as exc:
-            raise _Retryable(f"connection to {self.where} failed ({type(exc).__name__})") from None
+            raise Retryable(f"connection to {self.where} failed ({type(exc).__name__})") from None
         raise AssertionError("unreachable")
 
     def _heed(self, headers: Any, limiter: AdaptiveConcurrency | None, body: dict[str, Any]) -> None:
@@ -281,7 +281,7 @@ class OpenAIEngine(Engine):
                 text = message.get("content") or ""
                 reasoning = message.get("reasoning_content") or message.get("reasoning") or None
         except (KeyError, IndexError, TypeError):
-            raise _Retryable(f"malformed answer from {self.where}: no choices[0] text") from None
+            raise Retryable(f"malformed answer from {self.where}: no choices[0] text") from None
         usage = data.get("usage") or {}
         return Result(
             key=request.key, text=text, raw_text=raw_text(text, reasoning), reasoning=reasoning,
@@ -303,27 +303,20 @@ class OpenAIEngine(Engine):
                            emit: Callable[[str], None]) -> Result:
         """One streamed request with retries until its first piece; a stream dropped after that ends as an
         error (the pieces are out). Consumers that want only the final Result call `generate`, which retries."""
-        attempt = 0
-        while True:
-            path, body = self.payload(request, stream=True)
-            state = _StreamState(emit)
+        state = StreamState(emit)
+
+        async def once(path: str, body: dict[str, Any], attempt: int) -> Result:
+            nonlocal state
+            state = StreamState(emit)
             started = time.perf_counter()
-            try:
-                await self._wait_for_limits(body)
-                await self._stream_post(session, path, body, state)
-                return state.result(request.key, time.perf_counter() - started)
-            except _Retryable as exc:
-                if state.sent or attempt >= self.max_retries:
-                    return self._error(request, f"{exc}; stream stopped after {attempt + 1} attempts")
-                await self._back_off(attempt, exc.retry_after)
-                attempt += 1
-            except _Rejected as exc:
-                if self._drop_fields(exc.unexpected, body):
-                    continue
-                return self._error(request, str(exc))
+            await self._wait_for_limits(body)
+            await self._stream_post(session, path, body, state)
+            return state.result(request.key, time.perf_counter() - started)
+
+        return await self._retrying(request, once, "stream stopped", stream=True, final=lambda: state.sent)
 
     async def _stream_post(self, session: aiohttp.ClientSession, path: str, body: dict[str, Any],
-                           state: _StreamState) -> None:
+                           state: StreamState) -> None:
         chat = path != "/completions"
         try:
             async with session.post(self.root + path, data=json.dumps(body, ensure_ascii=False).encode()) as response:
@@ -332,10 +325,10 @@ class OpenAIEngine(Engine):
                                       self.where)
                 self._heed(response.headers, None, body)
                 if response.content_type == "application/json":  # the server ignored `stream: true`
-                    state.whole(_json_object(await response.read(), self.where), chat=chat)
+                    state.whole(json_object(await response.read(), self.where), chat=chat)
                     return
                 if response.content_type != "text/event-stream":
-                    raise _Retryable(f"{self.where} answered a stream request with {response.content_type!r}, "
+                    raise Retryable(f"{self.where} answered a stream request with {response.content_type!r}, "
                                      "not text/event-stream or application/json")
                 done = False
                 async for line in response.content:
@@ -345,74 +338,15 @@ class OpenAIEngine(Engine):
                     if data == b"[DONE]":
                         done = True
                         break
-                    state.feed(_json_object(data, self.where), chat=chat)
+                    state.feed(json_object(data, self.where), chat=chat)
         except TimeoutError:
-            raise _Retryable(f"no answer from {self.where} within --timeout {self.timeout:g}s") from None
+            raise Retryable(f"no answer from {self.where} within --timeout {self.timeout:g}s") from None
         except aiohttp.ClientError as exc:
-            raise _Retryable(f"connection to {self.where} failed midway ({type(exc).__name__})") from None
+            raise Retryable(f"connection to {self.where} failed midway ({type(exc).__name__})") from None
         if not (done or state.finished):
-            raise _Retryable(f"the stream from {self.where} ended before its last piece (no [DONE], no finish_reason)")
+            raise Retryable(f"the stream from {self.where} ended before its last piece (no [DONE], no finish_reason)")
         if not (state.sent or state.finished):
-            raise _Retryable(f"the stream from {self.where} ended without any text or finish_reason")
-
-
-class _StreamState:
-    """Collects streamed deltas; the emitted pieces join into the same raw_text `generate` would store."""
-
-    def __init__(self, emit: Callable[[str], None]) -> None:
-        self.emit = emit
-        self.text: list[str] = []
-        self.reasoning: list[str] = []
-        self.usage: dict[str, Any] = {}
-        self.finish = "stop"
-        self.finished = False
-        self.sent = False
-
-    def whole(self, data: dict[str, Any], *, chat: bool) -> None:
-        """A plain JSON answer to a stream request: the same text, sent as one piece."""
-        try:
-            choice = data["choices"][0]
-            message = choice["message"] if chat else {"content": choice["text"]}
-        except (KeyError, IndexError, TypeError):
-            raise _Retryable("a JSON answer to a stream request without choices[0] text") from None
-        delta = {k: message.get(k) for k in ("reasoning_content", "reasoning", "content")}
-        self.feed({"usage": data.get("usage"), "choices": [{"delta": delta, "text": message.get("content"),
-                                                              "finish_reason": choice.get("finish_reason") or "stop"}]},
-                  chat=chat)
-
-    def feed(self, chunk: dict[str, Any], *, chat: bool) -> None:
-        self.usage = chunk.get("usage") or self.usage
-        for choice in chunk.get("choices") or []:
-            if choice.get("finish_reason"):
-                self.finish, self.finished = choice["finish_reason"], True
-            if not chat:
-                self._content(choice.get("text") or "")
-                continue
-            delta = choice.get("delta") or {}
-            thought = delta.get("reasoning_content") or delta.get("reasoning")
-            if thought:
-                self._send(("<think>\n" if not self.reasoning else "") + thought)
-                self.reasoning.append(thought)
-            self._content(delta.get("content") or "")
-
-    def _content(self, piece: str) -> None:
-        if not piece:
-            return
-        closing = "\n</think>\n\n" if self.reasoning and not self.text else ""
-        self.text.append(piece)
-        self._send(closing + piece)
-
-    def _send(self, piece: str) -> None:
-        self.sent = True
-        self.emit(piece)
-
-    def result(self, key: str, latency: float) -> Result:
-        text = "".join(self.text)
-        reasoning = "".join(self.reasoning) or None
-        return Result(key=key, text=text, raw_text=raw_text(text, reasoning), reasoning=reasoning,
-                      prompt_tokens=int(self.usage.get("prompt_tokens") or 0),
-                      completion_tokens=int(self.usage.get("completion_tokens") or 0),
-                      finish_reason=self.finish, latency_s=latency)
+            raise Retryable(f"the stream from {self.where} ended without any text or finish_reason")
 
 
 class _Run:
@@ -536,31 +470,17 @@ def _take(iterator: Iterator[Request], n: int) -> list[Request]:
     return list(islice(iterator, n))
 
 
-def _json_object(raw: bytes, where: str) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise _Retryable(f"malformed JSON from {where}: {raw[:80]!r}") from None
-    if not isinstance(data, dict):
-        raise _Retryable(f"malformed answer from {where}: not a JSON object")
-    return data
-
-
 def _raise_for_status(status: int, retry_after: str | None, raw: bytes, where: str) -> None:
     detail = raw[:300].decode("utf-8", "replace").strip()
     if status in (408, 409, 429) or status >= 500:
-        raise _Retryable(f"HTTP {status} from {where}: {detail}", parse_retry_after(retry_after),
+        raise Retryable(f"HTTP {status} from {where}: {detail}", parse_retry_after(retry_after),
                          overloaded=status in (429, 503))
     unexpected = {f for f in EXTRA_SAMPLING_FIELDS if f in detail} if status in (400, 422) else set()
     hint = ""
     if "continue_final_message" in detail:
         hint = (" (this server cannot continue a prefilled assistant turn; for special mode use a server that"
                 " can, such as vLLM or SGLang, or a text --template without --chat)")
-    raise _Rejected(f"HTTP {status} from {where}: {detail}{hint}", unexpected)
-
-
-def raw_text(text: str, reasoning: str | None) -> str:
-    return f"<think>\n{reasoning}\n</think>\n\n{text}" if reasoning else text
+    raise Rejected(f"HTTP {status} from {where}: {detail}{hint}", unexpected)
 
 
 def estimate_tokens(body: dict[str, Any]) -> int:

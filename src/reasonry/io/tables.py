@@ -97,14 +97,8 @@ def _json_table(path: Path, label: str, encoding: str) -> Table:
     if not text.strip():
         raise InputError(f"{label}: the file is empty")
     keys = _KeyCheck()
-    try:
-        data = json.loads(text, object_pairs_hook=keys)
-    except json.JSONDecodeError as error:
-        raise InputError(
-            f"{label} line {error.lineno} column {error.colno}: invalid JSON ({error.msg})"
-        ) from None
-    if keys.repeated:
-        warn_input(f"{label}: key '{keys.repeated}' appears twice in one object; the last value is used")
+    data = keys.loads(text, label)
+    keys.warn_once(label)
     records = _json_records(data, label)
     if not records:
         raise InputError(f"{label}: no rows (the JSON holds no records)")
@@ -157,10 +151,11 @@ def _jsonl_table(path: Path, label: str, encoding: str) -> Table:
 
 
 class _KeyCheck:
-    """object_pairs_hook for json.loads that remembers the first key repeated within one object."""
+    """Reads a file's JSON (all of it, or a line at a time) and remembers the first key repeated in one object."""
 
     def __init__(self) -> None:
         self.repeated: str | None = None
+        self.warned = False
 
     def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         data = dict(pairs)
@@ -169,24 +164,31 @@ class _KeyCheck:
                                  if any(key == other for other, _ in pairs[:position]))
         return data
 
+    def loads(self, text: str, label: str, line: int | None = None) -> Any:
+        """`text` (a JSONL file's `line`, or a whole JSON file) parsed; invalid JSON is an InputError saying where."""
+        try:
+            return json.loads(text, object_pairs_hook=self)
+        except json.JSONDecodeError as error:
+            if line is None:
+                raise InputError(f"{label} line {error.lineno} column {error.colno}: invalid JSON ({error.msg})") from None
+            raise InputError(f"{label} line {line}: invalid JSON ({error.msg} at column {error.colno})") from None
+
+    def warn_once(self, where: str) -> None:
+        """The input warning for the first repeated key, once per file (`where`: the file, or its line)."""
+        if self.repeated and not self.warned:
+            self.warned = True
+            warn_input(f"{where}: key '{self.repeated}' appears twice in one object; the last value is used")
+
 
 def _jsonl_records(path: Path, label: str, encoding: str) -> Iterator[Record]:
     keys = _KeyCheck()
-    warned = False
     for number, line in enumerate(text_lines(path, label, encoding), 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line, object_pairs_hook=keys)
-        except json.JSONDecodeError as error:
-            raise InputError(
-                f"{label} line {number}: invalid JSON ({error.msg} at column {error.colno})"
-            ) from None
+        record = keys.loads(line, label, number)
         if not isinstance(record, dict):
             raise InputError(f"{label} line {number}: expected a JSON object {{...}}, got {a_kind(record)}")
-        if keys.repeated and not warned:
-            warned = True
-            warn_input(f"{label} line {number}: key '{keys.repeated}' appears twice in one object; the last value is used")
+        keys.warn_once(f"{label} line {number}")
         yield number, record
 
 

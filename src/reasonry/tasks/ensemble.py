@@ -13,24 +13,20 @@ from typing import Any
 
 from reasonry.config import ModelSpec
 from reasonry.engines.base import Engine, Request, Result
-from reasonry.engines.registry import open_engine
-from reasonry.io.writers import check_output_path
 from reasonry.prompts.formats import THINK_CLOSE
 from reasonry.prompts.library import PromptTemplate
 from reasonry.requests import error_request
 from reasonry.store import RunRecord, Store
 from reasonry.tasks.base import Task
-from reasonry.tasks.execute import Counts, Planned, Reporter, planned_or_error, run_planned, summarize
+from reasonry.tasks.execute import Planned, Reporter, planned_or_error
 from reasonry.tasks.followup import (
+    FollowUp,
     FollowUpConfig,
-    check_has_results,
-    grouped_records,
     load_task_template,
     parse_spec,
     prompt_request,
+    run_followup,
 )
-from reasonry.tasks.lifecycle import open_run
-from reasonry.tasks.output import write_run_output
 
 ENSEMBLE_LABEL = "ensemble"
 
@@ -88,31 +84,14 @@ def ensemble(run: str, aggregator: str | ModelSpec, *, template: str = "ensemble
     config = config or FollowUpConfig()
     spec = parse_spec(aggregator, "--aggregator")
     prompt_template = load_task_template(template, "reasoning")
-    out_path = check_output_path(out) if out is not None else None
-    own_store = store is None
-    store = store or Store.existing(db)
-    try:
-        run_id = store.resolve_run(run)
-        labels = [m["label"] for m in store.get_run(run_id)["models"] if m["label"] != ENSEMBLE_LABEL]
-        check_has_results(store, run_id, labels)
-        counts = Counts()
-        with open_run(store, ENSEMBLE_LABEL, on=run_id) as run, \
-                open_engine(spec, config.engine_options, config.executor) as engine:
+
+    def prepare(store: Store, run_id: str, info: dict[str, Any], labels: list[str]) -> FollowUp:
+        def make_task(engine: Engine) -> Task:
             store.add_run_model(run_id, ENSEMBLE_LABEL, str(spec))
-            if reporter:
-                reporter.start(f"{ENSEMBLE_LABEL} ({spec.label})", store.count_inputs(run_id))
-            task = EnsembleTask(prompt_template, engine, config, run_id)
-            try:
-                counts = run_planned(store, run_id, engine, spec, task.plan(grouped_records(store.path, run_id, labels)),
-                                     refresh=config.refresh, reporter=reporter, read=task.format_output)
-            finally:
-                run.summary = summarize(run_id, counts, task.rows, out_path, store.path, model=ENSEMBLE_LABEL,
-                                        candidates=labels)
-            if reporter:
-                reporter.finish()
-        if out_path is not None:
-            write_run_output(store, run_id, out_path)
-        return run.summary
-    finally:
-        if own_store:
-            store.close()
+            return EnsembleTask(prompt_template, engine, config, run_id)
+
+        return FollowUp(ENSEMBLE_LABEL, f"{ENSEMBLE_LABEL} ({spec.label})", store.count_inputs(run_id), make_task,
+                        rows=lambda task: task.rows, extra={"model": ENSEMBLE_LABEL, "candidates": labels})
+
+    return run_followup(run, spec, config, prepare, out=out, db=db, reporter=reporter, store=store,
+                        skip=ENSEMBLE_LABEL)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -10,10 +10,16 @@ from typing import Any
 
 from reasonry.config import ExecutorOptions, ModelSpec, SamplingParams, parse_model_spec
 from reasonry.engines.base import Engine, Request
+from reasonry.engines.registry import open_engine
 from reasonry.errors import ConfigError, InputError
+from reasonry.io.writers import check_output_path
 from reasonry.prompts.library import PromptTemplate, load_template
 from reasonry.requests import build_request
 from reasonry.store import RunRecord, Store
+from reasonry.tasks.base import Task
+from reasonry.tasks.execute import Counts, Reporter, run_planned, summarize
+from reasonry.tasks.lifecycle import open_run
+from reasonry.tasks.output import write_run_output
 
 
 @dataclass
@@ -67,3 +73,58 @@ def prompt_request(engine: Engine, prompt: str, params: SamplingParams, chat: bo
         return build_request(engine.spec, params, messages=[{"role": "user", "content": prompt}],
                              sample_index=sample_index, engine=engine, where=where)
     return build_request(engine.spec, params, prompt=prompt, sample_index=sample_index, where=where)
+
+
+@dataclass
+class FollowUp:
+    """One follow-up task on a resolved run, as `prepare` describes it to `run_followup`."""
+
+    kind: str  # the task's name in the run's config (`tasks.<kind>`)
+    title: str  # the progress line's label
+    total: int  # the progress total
+    make_task: Callable[[Engine], Task]  # the task, once its engine is open
+    rows: Callable[[Task], int]  # the summary's row count
+    extra: dict[str, Any]  # the summary's own fields
+
+
+Prepare = Callable[[Store, str, dict[str, Any], list[str]], FollowUp]
+
+
+def run_followup(run: str, spec: ModelSpec, config: FollowUpConfig, prepare: Prepare, *, out: str | Path | None,
+                 db: str | Path, reporter: Reporter | None, store: Store | None,
+                 skip: str | None = None) -> dict[str, Any]:
+    """Run a task on every row of a finished run (ensemble, translate) and return its summary.
+
+    The task reads the results of the run's models but `skip`; once they are checked,
+    `prepare(store, run_id, run_info, labels)` sets the run up and describes the task. Its results go into the
+    same run, and the whole run is written to `out` when given. A store passed in stays open; one opened from
+    `db` is closed.
+    """
+    out_path = check_output_path(out) if out is not None else None
+    own_store = store is None
+    store = store or Store.existing(db)
+    try:
+        run_id = store.resolve_run(run)
+        info = store.get_run(run_id)
+        labels = [m["label"] for m in info["models"] if m["label"] != skip]
+        check_has_results(store, run_id, labels)
+        job = prepare(store, run_id, info, labels)
+        with open_run(store, job.kind, on=run_id) as opened, \
+                open_engine(spec, config.engine_options, config.executor) as engine:
+            task = job.make_task(engine)
+            if reporter:
+                reporter.start(job.title, job.total)
+            counts = Counts()
+            try:
+                counts = run_planned(store, run_id, engine, spec, task.plan(grouped_records(store.path, run_id, labels)),
+                                     refresh=config.refresh, reporter=reporter, read=task.format_output)
+            finally:
+                opened.summary = summarize(run_id, counts, job.rows(task), out_path, store.path, **job.extra)
+            if reporter:
+                reporter.finish()
+        if out_path is not None:
+            write_run_output(store, run_id, out_path)
+        return opened.summary
+    finally:
+        if own_store:
+            store.close()

@@ -14,25 +14,21 @@ from typing import Any
 
 from reasonry.config import ModelSpec
 from reasonry.engines.base import Engine, Request
-from reasonry.engines.registry import open_engine
 from reasonry.errors import InputError
-from reasonry.io.writers import check_output_path
 from reasonry.prompts.library import PromptTemplate
 from reasonry.prompts.roles import ROLES
 from reasonry.requests import error_request
 from reasonry.store import RunRecord, Store
 from reasonry.tasks.base import Task
-from reasonry.tasks.execute import Counts, Planned, Reporter, planned_or_error, run_planned, summarize
+from reasonry.tasks.execute import Planned, Reporter, planned_or_error
 from reasonry.tasks.followup import (
+    FollowUp,
     FollowUpConfig,
-    check_has_results,
-    grouped_records,
     load_task_template,
     parse_spec,
     prompt_request,
+    run_followup,
 )
-from reasonry.tasks.lifecycle import open_run
-from reasonry.tasks.output import write_run_output
 
 FIELDS = ("reasoning", "response")
 LANGUAGES = {
@@ -106,34 +102,14 @@ def translate(run: str, to: str, model: str | ModelSpec, *, field: str = "reason
     column = f"{field}_{code}"
     spec = parse_spec(model, "--model")
     prompt_template = load_task_template(template, "response")
-    out_path = check_output_path(out) if out is not None else None
-    own_store = store is None
-    store = store or Store.existing(db)
-    try:
-        run_id = store.resolve_run(run)
-        info = store.get_run(run_id)
-        labels = [m["label"] for m in info["models"]]
-        check_has_results(store, run_id, labels)
+
+    def prepare(store: Store, run_id: str, info: dict[str, Any], labels: list[str]) -> FollowUp:
         translations = list(info["config"].get("translations", []))
         if column not in translations:
             store.update_run_config(run_id, translations=[*translations, column])
         rows = store.count_inputs(run_id)
-        counts = Counts()
-        with open_run(store, "translate", on=run_id) as run, \
-                open_engine(spec, config.engine_options, config.executor) as engine:
-            if reporter:
-                reporter.start(f"{column} ({spec.label})", store.count_requests(run_id, labels))
-            task = TranslateTask(prompt_template, engine, config, field, column, language, run_id)
-            try:
-                counts = run_planned(store, run_id, engine, spec, task.plan(grouped_records(store.path, run_id, labels)),
-                                     refresh=config.refresh, reporter=reporter, read=task.format_output)
-            finally:
-                run.summary = summarize(run_id, counts, rows, out_path, store.path, column=column, language=language)
-            if reporter:
-                reporter.finish()
-        if out_path is not None:
-            write_run_output(store, run_id, out_path)
-        return run.summary
-    finally:
-        if own_store:
-            store.close()
+        return FollowUp("translate", f"{column} ({spec.label})", store.count_requests(run_id, labels),
+                        lambda engine: TranslateTask(prompt_template, engine, config, field, column, language, run_id),
+                        rows=lambda task: rows, extra={"column": column, "language": language})
+
+    return run_followup(run, spec, config, prepare, out=out, db=db, reporter=reporter, store=store)

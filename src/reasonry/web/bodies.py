@@ -33,8 +33,9 @@ def _whole(value: Any) -> Any:
 
 
 Whole = Annotated[int | None, BeforeValidator(_whole)]
-Positive = Annotated[Annotated[int, Field(ge=1, le=MAX_INT)] | None, BeforeValidator(_whole)]  # blank = absent
-NonNegative = Annotated[Annotated[int, Field(ge=0, le=MAX_INT)] | None, BeforeValidator(_whole)]
+# The bounds sit on the int inside the optional: on the union pydantic would apply them to None too (a TypeError, a 500).
+Id = Annotated[Annotated[int, Field(ge=1, le=MAX_INT)] | None, BeforeValidator(_whole)]
+Count = Annotated[Annotated[int, Field(ge=0, le=MAX_INT)] | None, BeforeValidator(_whole)]
 Text = StrictStr | None
 
 FIELD_MESSAGES = {  # fields whose type is a union: one message instead of one per alternative
@@ -85,9 +86,9 @@ class SteerBody(BaseModel):
     reasoning: Text = None
     thread: Text = None
     params: dict[str, Any] | None = None
-    parent: Positive = None
-    reasoning_budget: Positive = None
-    reasoning_min: NonNegative = None
+    parent: Id = None
+    reasoning_budget: Id = None
+    reasoning_min: Count = None
     budget_close: Text = None
 
     @model_validator(mode="after")
@@ -119,7 +120,7 @@ class BatchBody(BaseModel):
     model: Text = None
     run: Text = None
     run_model: Text = None
-    limit: Positive = None
+    limit: Id = None
     params: dict[str, Any] | None = None
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -33,6 +33,8 @@ router = APIRouter(prefix="/v1")
 HOLD = 24  # characters held back while streaming, so a marker being written is not sent as text
 
 Parse = Callable[[str], tuple[str | None, str | None]]
+B = TypeVar("B", bound=OpenAIBody)
+R = TypeVar("R")
 
 
 def _error(message: str, status: int = 400) -> JSONResponse:
@@ -101,6 +103,32 @@ def _sse(data: Any) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+Events = Callable[[Any], list[dict[str, Any]]]
+
+
+def _event_stream(request: Request, steerer: Steerer, label: str, engine_request: EngineRequest, on_text: Events,
+                  on_end: Events, first: Sequence[dict[str, Any]] = ()) -> StreamingResponse:
+    """The server-sent events of a stream=true completion: `first`, `on_text(piece)` for every piece of text,
+    `on_end(result)` for the final result (or one error event), then [DONE]."""
+
+    def events() -> Iterator[str]:
+        yield from map(_sse, first)
+        try:
+            for piece in _pieces(steerer, label, engine_request):
+                if not isinstance(piece, Result):
+                    yield from map(_sse, on_text(piece))
+                elif piece.error:
+                    yield _sse({"error": {"message": public_message(request, piece.error)}})
+                    break
+                else:
+                    yield from map(_sse, on_end(piece))
+        except Exception as exc:  # after the 200 an error can only be an event: never cut the stream
+            yield _sse({"error": {"message": stream_error(request, exc)}})
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
 @router.get("/models")
 def list_models(request: Request) -> dict[str, Any]:
     steerer = steerer_of(request)
@@ -108,20 +136,29 @@ def list_models(request: Request) -> dict[str, Any]:
                                        for label in steerer.engines]}
 
 
+async def _read(request: Request, kind: type[B], build: Callable[[Engine, B, SamplingParams], R]
+                ) -> tuple[Steerer, B, str, R]:
+    """A /v1 request's body and served model, and what `build` makes of them and the sampling parameters."""
+    steerer = steerer_of(request)
+    body = read_body(kind, await json_body(request))
+    label, engine = _model(steerer, body)
+    return steerer, body, label, build(engine, body, _params(body, steerer.params))
+
+
+def _completion_request(engine: Engine, body: CompletionBody, params: SamplingParams) -> EngineRequest:
+    prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+    if body.mode is not None:
+        prompt, _, _ = build_prompt(body.mode, prompt, body.input or "", body.reasoning)
+    return _request(engine, params, prompt, None, None)
+
+
 @router.post("/completions")
 async def completions(request: Request) -> Any:
-    steerer = steerer_of(request)
     try:
-        body = read_body(CompletionBody, await json_body(request))
-        label, engine = _model(steerer, body)
-        params = _params(body, steerer.params)
-        prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
-        mode = body.mode
-        if mode is not None:
-            prompt, _, _ = build_prompt(mode, prompt, body.input or "", body.reasoning)
-        engine_request = _request(engine, params, prompt, None, None)
+        steerer, body, label, engine_request = await _read(request, CompletionBody, _completion_request)
     except ReasonryError as exc:
         return _error(public_message(request, exc))
+    mode = body.mode
     ident, created = "cmpl-" + secrets.token_hex(8), int(time.time())
 
     def chunk(text: str, finish: str | None) -> dict[str, Any]:
@@ -129,21 +166,8 @@ async def completions(request: Request) -> Any:
                 "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}
 
     if body.stream:
-        def events() -> Iterator[str]:
-            try:
-                for piece in _pieces(steerer, label, engine_request):
-                    if isinstance(piece, Result):
-                        if piece.error:
-                            yield _sse({"error": {"message": public_message(request, piece.error)}})
-                        else:
-                            yield _sse({**chunk("", piece.finish_reason), "usage": _usage(piece)})
-                    else:
-                        yield _sse(chunk(piece, None))
-            except Exception as exc:  # after the 200 an error can only be an event: never cut the stream
-                yield _sse({"error": {"message": stream_error(request, exc)}})
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return _event_stream(request, steerer, label, engine_request, lambda piece: [chunk(piece, None)],
+                             lambda result: [{**chunk("", result.finish_reason), "usage": _usage(result)}])
     result = await _reply(request, steerer, label, engine_request)
     if isinstance(result, JSONResponse):
         return result
@@ -174,12 +198,8 @@ def _chat_request(engine: Engine, body: ChatBody, params: SamplingParams) -> tup
 
 @router.post("/chat/completions")
 async def chat_completions(request: Request) -> Any:
-    steerer = steerer_of(request)
     try:
-        body = read_body(ChatBody, await json_body(request))
-        label, engine = _model(steerer, body)
-        params = _params(body, steerer.params)
-        engine_request, parse = _chat_request(engine, body, params)
+        steerer, body, label, (engine_request, parse) = await _read(request, ChatBody, _chat_request)
     except ReasonryError as exc:
         return _error(public_message(request, exc))
     ident, created = "chatcmpl-" + secrets.token_hex(8), int(time.time())
@@ -189,26 +209,12 @@ async def chat_completions(request: Request) -> Any:
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
     if body.stream:
-        def events() -> Iterator[str]:
-            yield _sse(chunk({"role": "assistant", "content": ""}, None))
-            deltas = _Deltas(parse)
-            try:
-                for piece in _pieces(steerer, label, engine_request):
-                    if isinstance(piece, Result):
-                        if piece.error:
-                            yield _sse({"error": {"message": public_message(request, piece.error)}})
-                            break
-                        for delta in deltas.feed("", final=True):
-                            yield _sse(chunk(delta, None))
-                        yield _sse({**chunk({}, piece.finish_reason), "usage": _usage(piece)})
-                    else:
-                        for delta in deltas.feed(piece):
-                            yield _sse(chunk(delta, None))
-            except Exception as exc:  # after the 200 an error can only be an event: never cut the stream
-                yield _sse({"error": {"message": stream_error(request, exc)}})
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
+        deltas = _Deltas(parse)
+        return _event_stream(
+            request, steerer, label, engine_request, lambda piece: [chunk(d, None) for d in deltas.feed(piece)],
+            lambda result: [*(chunk(d, None) for d in deltas.feed("", final=True)),
+                            {**chunk({}, result.finish_reason), "usage": _usage(result)}],
+            first=[chunk({"role": "assistant", "content": ""}, None)])
     result = await _reply(request, steerer, label, engine_request)
     if isinstance(result, JSONResponse):
         return result

@@ -1,39 +1,16 @@
 // Steer page. Every piece of model output or user text is set with textContent / value, never as HTML.
 "use strict";
+// $, el, textRow, api, responseError and setStatus come from common.js.
 
-const $ = (selector, root = document) => root.querySelector(selector);
 const state = { thread: null, versions: [], columns: new Map(), busy: false };
 const PARAMS = ["max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed"];
-
-function el(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  if (className) node.className = className;
-  return node;
-}
-
-async function api(path, body) {
-  const options = { credentials: "same-origin", headers: { "X-Reasonry": "1" } };
-  if (body !== undefined) {
-    options.method = "POST";
-    options.headers["Content-Type"] = "application/json";
-    options.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, options);
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
-  return data;
-}
 
 async function streamSteer(body, onText) {
   const response = await fetch("/api/steer/stream", {
     method: "POST", credentials: "same-origin",
     headers: { "Content-Type": "application/json", "X-Reasonry": "1" }, body: JSON.stringify(body),
   });
-  if (!response.ok) {
-    const data = await response.json().catch(() => ({}));
-    throw new Error((data.error && data.error.message) || response.statusText);
-  }
+  if (!response.ok) throw await responseError(response);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
@@ -58,12 +35,6 @@ async function streamSteer(body, onText) {
   handle(buffer);
   if (!version) throw new Error("the stream ended without a version");
   return version;
-}
-
-function setStatus(text, isError) {
-  const status = $("#status");
-  status.textContent = text;
-  status.classList.toggle("error", Boolean(isError));
 }
 
 function params() {
@@ -166,17 +137,16 @@ async function generate(mode) {
   }
 }
 
-async function regenerate(col) {
-  const reasoning = $(".reasoning", col.node).value;
-  if (!reasoning.trim()) { setStatus("The reasoning is empty.", true); return; }
+// Runs a column again from its (edited) reasoning, as a child of the version it shows, then diffs the two.
+async function rerun(col, mode, reasoning, label) {
   const parent = col.version;
   setBusy(true);
   try {
     const version = await runOne(col, {
       question: $("#question").value || (parent ? parent.question : ""),
       input: $("#input").value || (parent ? parent.input : ""),
-      mode: "special", reasoning, thread: state.thread, parent: parent ? parent.id : null,
-    }, "Response from the edited reasoning");
+      mode, reasoning, thread: state.thread, parent: parent ? parent.id : null,
+    }, label);
     setStatus("Done.");
     await refresh();
     if (parent) await showDiff(parent.id, version.id);
@@ -187,26 +157,17 @@ async function regenerate(col) {
   }
 }
 
+async function regenerate(col) {
+  const reasoning = $(".reasoning", col.node).value;
+  if (!reasoning.trim()) { setStatus("The reasoning is empty.", true); return; }
+  await rerun(col, "special", reasoning, "Response from the edited reasoning");
+}
+
 async function continueFromCursor(col) {
   const area = $(".reasoning", col.node);
   const prefix = area.value.slice(0, area.selectionStart);
   if (!prefix.trim()) { setStatus("Place the cursor after the part of the reasoning to keep.", true); return; }
-  const parent = col.version;
-  setBusy(true);
-  try {
-    const version = await runOne(col, {
-      question: $("#question").value || (parent ? parent.question : ""),
-      input: $("#input").value || (parent ? parent.input : ""),
-      mode: "continue", reasoning: prefix, thread: state.thread, parent: parent ? parent.id : null,
-    }, LABELS.continue);
-    setStatus("Done.");
-    await refresh();
-    if (parent) await showDiff(parent.id, version.id);
-  } catch (error) {
-    setStatus(error.message, true);
-  } finally {
-    setBusy(false);
-  }
+  await rerun(col, "continue", prefix, LABELS.continue);
 }
 
 async function toggleAccept(version) {
@@ -226,12 +187,10 @@ function renderVersions() {
   const body = $("#versions tbody");
   body.replaceChildren();
   for (const version of state.versions) {
-    const row = el("tr");
+    const row = textRow([version.id, version.parent_id || "", version.model, version.mode, version.edited ? "yes" : "",
+      Number(version.seconds || 0).toFixed(2), version.completion_tokens || 0, version.accepted ? "✓" : ""],
+    version.accepted ? "accepted" : "");
     row.dataset.id = version.id;
-    if (version.accepted) row.className = "accepted";
-    const cells = [version.id, version.parent_id || "", version.model, version.mode, version.edited ? "yes" : "",
-      Number(version.seconds || 0).toFixed(2), version.completion_tokens || 0, version.accepted ? "✓" : ""];
-    for (const value of cells) row.appendChild(el("td", value));
     row.appendChild(el("td", (version.response || "").slice(0, 200), "preview"));
     const actions = el("td");
     const open = el("button", "Open");

@@ -1,33 +1,8 @@
 // Batch steering page. Model output and user text are set with textContent only.
 "use strict";
+// $, el, textRow, api and setStatus come from common.js.
 
-const $ = (selector) => document.querySelector(selector);
 let current = null;
-
-function el(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  if (className) node.className = className;
-  return node;
-}
-
-async function api(path, body) {
-  const options = { credentials: "same-origin", headers: { "X-Reasonry": "1" } };
-  if (body !== undefined) {
-    options.method = "POST";
-    options.headers["Content-Type"] = "application/json";
-    options.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, options);
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
-  return data;
-}
-
-function setStatus(text, isError) {
-  $("#status").textContent = text;
-  $("#status").classList.toggle("error", Boolean(isError));
-}
 
 function showReport(report) {
   current = report;
@@ -37,12 +12,10 @@ function showReport(report) {
   const body = $("#rows tbody");
   body.replaceChildren();
   for (const row of report.per_row) {
-    const tr = el("tr");
+    const tr = textRow([row.row_id, row.changed ? "yes" : "", "−" + row.response_diff.delete + " +" + row.response_diff.insert,
+      row.flags_before.join(", "), row.flags_after.join(", "), "#" + row.original_id + " → #" + row.edited_id],
+    row.changed ? "changed" : "");
     tr.dataset.row = row.row_id;
-    if (row.changed) tr.className = "changed";
-    const cells = [row.row_id, row.changed ? "yes" : "", "−" + row.response_diff.delete + " +" + row.response_diff.insert,
-      row.flags_before.join(", "), row.flags_after.join(", "), "#" + row.original_id + " → #" + row.edited_id];
-    for (const value of cells) tr.appendChild(el("td", value));
     tr.appendChild(el("td", row.reasoning.slice(0, 300), "preview"));
     tr.appendChild(el("td", (row.response || "").slice(0, 300), "preview"));
     body.appendChild(tr);
