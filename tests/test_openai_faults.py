@@ -293,3 +293,36 @@ def test_serve_retries_a_dropped_stream_for_a_client_that_does_not_stream(server
     assert reply.status_code == 200, reply.text
     assert reply.json()["choices"][0]["message"]["content"].startswith("final answer")
     assert server.attempts_with("FAULT:dropmid:1") == 2
+
+
+def test_serve_does_not_queue_requests_to_one_openai_model_behind_a_hung_one(tmp_path):
+    """issue 13.9: a request whose upstream hangs must not hold the next request to the same model."""
+    import threading
+    import time
+
+    from reasonry.config import parse_model_spec
+    from reasonry.engines.openai import OpenAIEngine
+    from reasonry.store import Store
+    from reasonry.tasks.steer import Steerer
+    from tests.fault_server import HANG_S, FaultServer
+
+    with FaultServer() as server:
+        engine = OpenAIEngine(parse_model_spec(f"openai:m@{server.url}"), timeout=30, max_retries=0)
+        steerer = Steerer(Store(tmp_path / "s.db"), {"m": engine})
+        finished: dict[str, float] = {}
+
+        def ask(name: str, question: str) -> None:
+            try:
+                steerer.run("m", question)
+            except Exception:  # the hung one ends as a 500 after HANG_S: only its timing matters here
+                pass
+            finished[name] = time.monotonic()
+
+        started = time.monotonic()
+        hung = threading.Thread(target=ask, args=("hung", "FAULT:hang:1 why?"))
+        hung.start()
+        time.sleep(0.3)
+        ask("quick", "What is 2 + 2?")
+        hung.join()
+    assert finished["quick"] - started < HANG_S - 0.5  # answered while the other request still hung
+    assert finished["hung"] - started >= HANG_S - 0.1

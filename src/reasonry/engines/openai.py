@@ -59,6 +59,8 @@ def resolve_api_key(api_key: str | None, api_key_env: str | None) -> str | None:
 
 
 class OpenAIEngine(Engine):
+    concurrent = True  # every generate/stream call runs its own event loop and session: calls do not wait for each other
+
     def __init__(self, spec: ModelSpec, *, api_key: str | None = None, api_key_env: str | None = None,
                  concurrency: int = 64, rpm: int | None = None, tpm: int | None = None, timeout: float = 120.0,
                  max_retries: int = 5, backoff_base: float = 0.5, backoff_max: float = 30.0,
