@@ -56,6 +56,14 @@ def test_ledger_counts_what_was_generated_and_not_what_came_from_the_cache(tmp_p
     cost = json.loads(as_json.out)["usage"][model]["cost"]
     assert cost == pytest.approx((prompt_tokens * 1 + completion_tokens * 2) / 1e6)
 
+    report = tmp_path / "report.html"
+    reported = run_cli(["report", first["run_id"], "--db", str(tmp_path / "r.db"), "--out", str(report),
+                        "--price", f"{model}=1/2"], capsys, monkeypatch)
+    assert reported.code == 0, reported.err
+    page = report.read_text(encoding="utf-8")
+    assert "Usage (what this run generated" in page and f"<td>{usage['completion_tokens']:,}</td>" in page
+    assert f"${cost:.4f}" in page
+
     folder = tmp_path / "ds"
     exported = run_cli(["export", first["run_id"], "--db", str(tmp_path / "r.db"), "--out", f"{folder}/"],
                        capsys, monkeypatch)

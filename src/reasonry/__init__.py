@@ -5,11 +5,24 @@
 import reasonry.debate
 import reasonry.export
 import reasonry.train  # noqa: F401
-from reasonry.api import Run, check, debate, ensemble, export, generate, steer, train, translate
+from reasonry.api import (
+    Run,
+    check,
+    debate,
+    decontaminate,
+    dedup,
+    ensemble,
+    export,
+    generate,
+    steer,
+    train,
+    translate,
+    usage,
+)
 from reasonry.config import ModelSpec, SamplingParams, parse_model_spec
 from reasonry.store import Store
 from reasonry.tasks.generate import GenerateConfig
 
-__all__ = ["GenerateConfig", "ModelSpec", "Run", "SamplingParams", "Store", "check", "debate", "ensemble", "export",
-           "generate", "parse_model_spec", "steer", "train", "translate"]
+__all__ = ["GenerateConfig", "ModelSpec", "Run", "SamplingParams", "Store", "check", "debate", "decontaminate", "dedup",
+           "ensemble", "export", "generate", "parse_model_spec", "steer", "train", "translate", "usage"]
 __version__ = "0.1.0"

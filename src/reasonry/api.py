@@ -183,10 +183,12 @@ def check(run: str | Run, *, db: str | Path | None = None, models: Sequence[str]
 
 
 def export(run: str | Run | None, out: str | Path, *, db: str | Path | None = None, steering: bool = False,
-           debate: str | None = None, **options: Any) -> dict[str, Any]:
-    """Write training data from a run (or the steering versions, or a debate run) to `out`.
+           debate: str | None = None, license: str = "other", **options: Any) -> dict[str, Any]:
+    """Write training data from a run (or the steering versions, or a debate run) to `out`: a data file, or a
+    folder `out/` ready for the Hub (data/train.jsonl + a dataset card that `datasets.load_dataset` reads).
 
-    Options are ExportOptions fields: format=, reasoning_style=, chat=, system=, models=, exclude_flags=, ...
+    Options are ExportOptions fields: format=, reasoning_style=, chat=, system=, models=, exclude_flags=,
+    kinds= (debate rows), exclude_marks= ("duplicate", "contaminated"), ...
     """
     from reasonry.export import ExportOptions, export_dataset
 
@@ -194,14 +196,14 @@ def export(run: str | Run | None, out: str | Path, *, db: str | Path | None = No
     unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(f"export(): unknown parameter {unknown[0]!r}; options are {', '.join(sorted(known))}")
-    for name in ("models", "exclude_flags"):
+    for name in ("models", "exclude_flags", "kinds", "exclude_marks"):
         if name in options:
             value = options[name]
             options[name] = (value,) if isinstance(value, str) else tuple(value)
     store = Store.existing(_db(run, db) if run is not None else Path(db or "reasonry.db"))
     try:
         return export_dataset(store, out, run_id=_run_ref(run) if run is not None else None, steering=steering,
-                              debate_run=debate, options=ExportOptions(**options))
+                              debate_run=debate, options=ExportOptions(**options), license=license)
     finally:
         store.close()
 
@@ -265,3 +267,35 @@ def train(data: str | Path, base: str, out: str | Path, **settings: Any) -> dict
     if unknown:
         raise ConfigError(f"train(): unknown parameter {unknown[0]!r}; settings are {', '.join(sorted(known))}")
     return run_train(data, base, out, TrainConfig(**settings))
+
+
+def usage(run: str | Run, *, db: str | Path | None = None,
+          prices: Mapping[str, tuple[float, float]] | None = None) -> dict[str, dict[str, Any]]:
+    """The run's usage ledger per model (requests, failures, retries, cached, tokens, engine seconds) and, with
+    `prices` ({model or "*": (USD per 1M prompt tokens, per 1M completion tokens)}), the cost."""
+    from reasonry.ledger import with_costs
+
+    store = Store.existing(_db(run, db))
+    try:
+        return with_costs(store.run_usage(store.resolve_run(_run_ref(run))), dict(prices or {}))
+    finally:
+        store.close()
+
+
+def dedup(source: str | Path | Run, *, db: str | Path | None = None, **settings: Any) -> dict[str, Any]:
+    """Near-duplicates (MinHash/LSH) in a question file or a run; see reasonry.hygiene.dedup for the settings."""
+    from reasonry import hygiene
+
+    if isinstance(source, Run):
+        source, db = source.run_id, db or source.db
+    return hygiene.dedup(source, db=db or "reasonry.db", **settings)
+
+
+def decontaminate(source: str | Path | Run, against: str | Path, *, db: str | Path | None = None,
+                  **settings: Any) -> dict[str, Any]:
+    """Rows that share a word n-gram (13 by default) with a benchmark file; see reasonry.hygiene.decontaminate."""
+    from reasonry import hygiene
+
+    if isinstance(source, Run):
+        source, db = source.run_id, db or source.db
+    return hygiene.decontaminate(source, against, db=db or "reasonry.db", **settings)

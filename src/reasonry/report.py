@@ -314,6 +314,11 @@ mark { background: #ffd54f; }
 {% endfor %}</tbody>
 </table>
 
+{% if usage %}<h2>Usage (what this run generated; cached results are counted apart, never billed)</h2>
+<table><tr><th>model</th>{% for c in usage_columns %}<th>{{ c.replace("_", " ") }}</th>{% endfor %}</tr>
+{% for model, u in usage.items() %}<tr><td>{{ model }}</td>{% for c in usage_columns %}<td>{{ usage_cell(c, u[c]) }}</td>{% endfor %}</tr>
+{% endfor %}</table>{% endif %}
+
 <h2>Reasoning length per model</h2>
 <figure>{{ length_plot }}</figure>
 <h2>Flag rate per model</h2>
@@ -358,7 +363,9 @@ def _pct(rate: float) -> str:
     return f"{100 * rate:.1f}%"
 
 
-def _render(title: str, rows: Sequence[_Row]) -> str:
+def _render(title: str, rows: Sequence[_Row], usage: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    from reasonry.ledger import LEDGER_COLUMNS, format_cell
+
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     models = _models(rows)
     names = _flag_names(rows)
@@ -379,16 +386,20 @@ def _render(title: str, rows: Sequence[_Row]) -> str:
         errors=[r for r in rows if r.error][:MAX_EXAMPLES_PER_FLAG],
         fmt=_fmt,
         pct=_pct,
+        usage=usage or {},
+        usage_columns=LEDGER_COLUMNS,
+        usage_cell=format_cell,
     )
 
 
 def render_report(
-    title: str, records: Iterable[dict], out_path: str | Path, *, config: CheckConfig | None = None
+    title: str, records: Iterable[dict], out_path: str | Path, *, config: CheckConfig | None = None,
+    usage: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write one self-contained HTML report of `records` to `out_path` (atomically) and return its path.
 
     Records carrying `flags` (a list of `Flag` or of dicts with the Flag fields, possibly empty) are shown
-    as given. Records without a `flags` key (or with None) are checked here with `check_record` under
+    as given; `usage` is the run's ledger (with costs, reasonry.ledger.with_costs). Records without a `flags` key (or with None) are checked here with `check_record` under
     `config` (default `CheckConfig()`), and get `length` flags from `length_flags` over those
     records, per model. Records with an `error` are counted but not checked.
     """
@@ -396,5 +407,5 @@ def render_report(
     _check_missing(rows, config or CheckConfig())
     path = Path(out_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, _render(title, rows))
+    write_text(path, _render(title, rows, usage))
     return path

@@ -119,11 +119,14 @@ def report_command(
     title: Annotated[str | None, typer.Option(help="Page title (default: the run id).")] = None,
     model: ModelFilter = None,
     db: Db = "reasonry.db",
+    price: Annotated[list[str] | None, typer.Option("--price", metavar="MODEL=IN/OUT", help="USD per 1M prompt/completion tokens for a model label (or *), repeatable: adds costs to the usage table.")] = None,
     as_json: JsonOut = False,
 ) -> None:
     """A self-contained HTML quality report of a run (checks the run first if it never was)."""
+    from reasonry.ledger import parse_prices, with_costs
     from reasonry.report import render_report
 
+    prices = parse_prices(price)
     if out.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"--out {out}: the report is a web page; give a .html file name")
     if not out.parent.exists():
@@ -133,7 +136,8 @@ def report_command(
     records = records_with_flags(store, run_id, models=model or None)
     if not records:
         raise InputError(f"run {run_id}: no results yet; nothing to report")
-    path = render_report(title or f"reasonry run {run_id}", records, out)
+    path = render_report(title or f"reasonry run {run_id}", records, out,
+                         usage=with_costs(store.run_usage(run_id), prices))
     summary = {"run_id": run_id, "out": str(path), "records": len(records)}
     if as_json:
         _print_json(summary)
