@@ -19,7 +19,6 @@ from reasonry.engines.hf import HFEngine
 PROMPTS = ["Find the square root of 156.", "LUNAは白猫ですか？", "Write a letter to invite a birthday party. " * 3,
            "hello there", "A much longer prompt that forces padding in the batch, " * 4]
 GREEDY = SamplingParams(max_new_tokens=12, temperature=0, repetition_penalty=1.0)
-SMOLLM2 = Path("/root/.cache/reasonry/models/SmolLM2-135M-Instruct")
 
 
 def reference(engine: HFEngine, prompt: str, max_new: int) -> str:
@@ -111,9 +110,8 @@ def test_a_consumer_that_goes_away_is_dropped_from_the_batch(two_slots: HFEngine
     assert again.text == reference(two_slots, PROMPTS[3], 12)
 
 
-@pytest.mark.skipif(not (SMOLLM2 / "config.json").exists(), reason="SmolLM2-135M-Instruct not on disk")
-def test_real_model_greedy_equals_transformers() -> None:
-    engine = HFEngine(parse_model_spec(f"hf:{SMOLLM2}"), batch_size=4)
+def test_real_model_greedy_equals_transformers(smollm2_path: Path) -> None:
+    engine = HFEngine(parse_model_spec(f"hf:{smollm2_path}"), batch_size=4)
     prompts = [engine.render_chat([{"role": "user", "content": q}]) for q in
                ("What is 17 * 23?", "Name three primary colours.", "Why is the sky blue? Answer briefly.")]
     params = GREEDY.with_(max_new_tokens=32)
