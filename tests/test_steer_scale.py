@@ -202,6 +202,10 @@ def test_review_round_trip_through_excel(engine, run_db, tmp_path: Path) -> None
     assert len(sft) == 2 and sft[1]["reasoning"] == "本は果物ではない。\nジャックの梨は4個しかない。"
     dpo = [json.loads(line) for line in (tmp_path / "dpo.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(dpo) == 1 and dpo[0]["chosen"].startswith("本は果物ではない。")
+    versions = len(store.version_rows())
+    again = import_review(store, book_path, engine=engine, params=PARAMS)  # the same workbook twice
+    assert again["already imported"] == 3 and again.get("regenerated", 0) == 0
+    assert len(store.version_rows()) == versions and sorted(again["versions"]) == sorted(summary["versions"])
     sheet.cell(4, header.index("verdict")).value = "maybe"
     book.save(book_path)
     with pytest.raises(InputError, match="row 4, column verdict"):

@@ -151,6 +151,27 @@ def read_review(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def _thread(run_id: str, record: Any) -> str:
+    return f"review:{run_id}/{record['row_id']}/{record['model']}"
+
+
+def _recorded(store: Store, row: dict[str, Any], records: dict[Any, Any],
+              file_name: str) -> tuple[Version, Version | None] | None:
+    """(original, edited) versions an earlier import of this same workbook row recorded, if any."""
+    record = records[(row["run_id"], row["row_index"], row.get("model", ""))]
+    versions = [Version.from_row(r) for r in store.version_rows(thread=_thread(row["run_id"], record))]
+    for original in versions:
+        params = original.params
+        if original.parent_id is not None or params.get("review") != file_name or params.get("verdict") != row["verdict"]:
+            continue
+        if row["verdict"] != "edit":
+            return original, None
+        for edited in versions:
+            if edited.parent_id == original.id and edited.reasoning == row["edited_reasoning"]:
+                return original, edited
+    return None
+
+
 def import_review(store: Store, path: str | Path, *, engine: Engine | None = None, fmt: SteerFormat | None = None,
                   label: str | None = None, sft: str | Path | None = None,
                   dpo: str | Path | None = None, params: SamplingParams | None = None) -> dict[str, Any]:
@@ -174,19 +195,31 @@ def import_review(store: Store, path: str | Path, *, engine: Engine | None = Non
     counts: Counter[str] = Counter()
     accepted: list[Version] = []
     pairs: list[tuple[Version, Version]] = []
-    responses = _regenerate(reviewed, engine, fmt, params or SamplingParams()) if engine is not None else {}
+    earlier = {row["sheet_row"]: _recorded(store, row, records, Path(path).name) for row in reviewed}
+    todo = [row for row in reviewed if earlier[row["sheet_row"]] is None]
+    responses = _regenerate(todo, engine, fmt, params or SamplingParams()) if engine is not None and todo else {}
     for row in reviewed:
         key = (row["run_id"], row["row_index"], row.get("model", ""))
         record = records[key]
+        counts[row["verdict"]] += 1
+        found = earlier[row["sheet_row"]]
+        if found is not None:  # the same workbook imported again: its versions are reused, not recorded twice
+            original, edited = found
+            counts["already imported"] += 1
+            if row["verdict"] == "accept":
+                accepted.append(_accept(store, original))
+            elif row["verdict"] == "edit" and edited is not None:
+                accepted.append(_accept(store, edited))
+                pairs.append((edited, original))
+            continue
         source = {"run": row["run_id"], "row_index": row["row_index"], "row_id": record["row_id"],
                   "review": Path(path).name, "key": record["request_key"]}
         original = record_version(
-            store, thread=f"review:{row['run_id']}/{record['row_id']}/{record['model']}", parent_id=None,
+            store, thread=_thread(row["run_id"], record), parent_id=None,
             model=record["model"], mode="reasoning", question=record["question"], input_text=record["input"] or "",
             reasoning=(reasoning_of(record) or "").strip(), response=(record.get("response") or "").strip(),
             raw_text=record.get("raw_text"), params={**source, "verdict": row["verdict"]},
             seconds=record.get("latency_s"), note=row.get("note") or None)
-        counts[row["verdict"]] += 1
         if row["verdict"] == "accept":
             accepted.append(_accept(store, original))
         elif row["verdict"] == "edit":
