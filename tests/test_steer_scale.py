@@ -229,5 +229,13 @@ def test_generate_budget_sweep_writes_one_column_per_budget(tiny_model: Path, tm
     assert records["budget 4"]["completion_tokens"] <= 4 + 16 and records["budget 4"]["reasoning"]
     header = [c.value for c in load_workbook(tmp_path / "out.xlsx").active[1]]
     assert header.index("budget 4") + 1 == header.index("budget 8")
+    again = generate(questions, [f"hf:{tiny_model}"], store=store, config=config)  # a rerun: all from the cache
+    cached = {r["column"]: r for r in store.run_records(again["run_id"], columns=None)}
+    assert set(cached) == {"", "budget 4", "budget 8"}
+    assert cached["budget 4"]["text"] == records["budget 4"]["text"]
+    usage = next(iter(store.run_usage(again["run_id"]).values()))
+    assert usage["requests"] == 0 and usage["cached"] == 3
+    first_usage = next(iter(store.run_usage(summary["run_id"]).values()))
+    assert first_usage["requests"] == 1 + 2 * 2  # the row, then two calls per budget
     with pytest.raises(ConfigError):
         parse_budgets("64,abc")

@@ -8,6 +8,7 @@ N tokens stopping at the section end, then the response from the closed reasonin
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ from reasonry.config import SamplingParams
 from reasonry.engines.base import Engine, Request, request_key
 from reasonry.errors import ConfigError
 from reasonry.extract import split_output
-from reasonry.store import Store
+from reasonry.store import Store, Usage
 from reasonry.tasks.steer import make_request
 from reasonry.tasks.steer_formats import SteerFormat
 
@@ -37,32 +38,38 @@ def column_name(budget: int) -> str:
 
 def sweep_budgets(store: Store, run_id: str, engine: Engine, label: str, fmt: SteerFormat, budgets: Sequence[int],
                   params: SamplingParams, *, close: str = "") -> dict[str, int]:
-    """Add one column per budget to `run_id` for model `label`; cached results are kept. Returns rows per column."""
+    """Add one column per budget to `run_id` for model `label`; cached results are kept (and linked to this run).
+    Returns rows per column. What is generated goes into the run's usage ledger."""
     rows = list(store.run_inputs(run_id))
     done: dict[str, int] = {}
     stop = tuple(dict.fromkeys((fmt.end_marker, *params.stop)))
+    spec = engine.spec
     for budget in budgets:
         column = column_name(budget)
         first: list[tuple[dict[str, Any], Request, str]] = []
         for row in rows:
-            call = fmt.inside(row["question"], row["input"] or "")
-            request = make_request(engine, call.prompt, call.messages, call.prefill,
+            request = make_request(engine, fmt.inside(row["question"], row["input"] or ""),
                                    params.with_(max_new_tokens=budget, stop=stop))
-            key = request_key(engine.spec, f"{column}\n{request.prompt}", request.messages, request.prefill, params, 0)
+            key = request_key(spec, f"{column}\n{request.prompt}", request.messages, request.prefill, params, 0)
             first.append((row, request, key))
-        wanted = [item for item in first if item[2] not in store.done_keys([item[2]])]
+        store.add_requests(run_id, [(row["row_index"], label, 0, key, column) for row, _, key in first],
+                           [(Request(key=key, params=params, prompt=f"{column}\n{request.prompt or ''}"), spec.kind,
+                             spec.model, spec.adapter, "reasoning") for _, request, key in first])
+        cached = store.done_keys([key for _, _, key in first])
+        wanted = [item for item in first if item[2] not in cached]
+        started = time.perf_counter()
         thoughts = {result.key: result for result in engine.generate([request for _, request, _ in wanted])}
-        items, entries, requests = [], [], []
         second = []
         for row, request, key in wanted:
             thought = thoughts[request.key]
             reasoning = thought.text.split(fmt.end_marker, 1)[0].strip()
             reasoning += close if thought.finish_reason == "length" else ""
             call = fmt.build("special", row["question"], row["input"] or "", reasoning or " ")
-            second.append((row, key, reasoning, thought,
-                           make_request(engine, call.prompt, call.messages, call.prefill, params)))
+            second.append((key, reasoning, thought, make_request(engine, call, params)))
         answers = {result.key: result for result in engine.generate([item[-1] for item in second])}
-        for row, key, reasoning, thought, request in second:
+        items = []
+        usage = Usage(cached=len(first) - len(wanted), engine_seconds=time.perf_counter() - started)
+        for key, reasoning, thought, request in second:
             answer = answers[request.key]
             text = reasoning + fmt.section_end + answer.text
             items.append({"key": key, "text": text, "raw_text": text, "reasoning": reasoning,
@@ -70,14 +77,16 @@ def sweep_budgets(store: Store, run_id: str, engine: Engine, label: str, fmt: St
                           "completion_tokens": thought.completion_tokens + answer.completion_tokens,
                           "finish_reason": answer.finish_reason, "latency_s": thought.latency_s + answer.latency_s,
                           "error": answer.error or thought.error})
-            entries.append((row["row_index"], label, 0, key, column))
-            requests.append((Request(key=key, params=params, prompt=f"{column}\n{request.prompt or ''}"),
-                             engine.spec.kind, engine.spec.model, engine.spec.adapter, "reasoning"))
-        store.add_requests(run_id, entries, requests)
-        store.put_results(items)
+            usage.requests += 2
+            usage.failures += bool(answer.error or thought.error)
+            usage.retries += thought.retries + answer.retries
+            usage.prompt_tokens += thought.prompt_tokens + answer.prompt_tokens
+            usage.completion_tokens += thought.completion_tokens + answer.completion_tokens
+        with store.transaction():
+            store.put_results(items)
+            store.add_usage(run_id, label, usage)
         done[column] = len(first)
     config = store.get_run(run_id)["config"]
     columns = [c for c in config.get("translations", []) if c not in done] + list(done)
     store.update_run_config(run_id, translations=columns, reasoning_budgets=list(budgets))
     return done
-

@@ -272,8 +272,7 @@ def _regenerate(reviewed: list[dict[str, Any]], engine: Engine, fmt: SteerFormat
     for row in reviewed:
         if row["verdict"] == "edit":
             call = fmt.build("special", row["question"], row.get("input", ""), row["edited_reasoning"])
-            requests[row["sheet_row"]] = make_request(engine, call.prompt, call.messages, call.prefill,
-                                                      params)
+            requests[row["sheet_row"]] = make_request(engine, call, params)
     results = {r.key: r for r in engine.generate(list({q.key: q for q in requests.values()}.values()))}
     out: dict[int, str | None] = {}
     for sheet_row, request in requests.items():

@@ -35,7 +35,7 @@ from reasonry.extract import split_output
 from reasonry.prompts.formats import user_content
 from reasonry.requests import build_request
 from reasonry.store import Store
-from reasonry.tasks.steer_formats import MODES, SteerFormat, steer_format  # noqa: F401 - re-exported
+from reasonry.tasks.steer_formats import MODES, Prompt, SteerFormat, steer_format  # noqa: F401 - re-exported
 
 VERSION_COLUMNS = (
     "id", "thread", "parent_id", "created_at", "model", "mode", "question", "input", "reasoning", "response",
@@ -162,7 +162,7 @@ class Steerer:
                 params: SamplingParams | None = None) -> Request:
         label, engine = self.engine(model)
         built = self.format_of(label).build(mode, question, input_text, reasoning)
-        return make_request(engine, built.prompt, built.messages, built.prefill, params or self.params)
+        return make_request(engine, built, params or self.params)
 
     def stream(self, model: str | None, question: str, input_text: str = "", *, mode: str = "reasoning",
                reasoning: str | None = None, params: SamplingParams | None = None, thread: str | None = None,
@@ -222,10 +222,11 @@ class Steerer:
         return accept(self.store, version_id, accepted)
 
 
-def make_request(engine: Engine, prompt: str | None, messages: list[dict[str, str]] | None, prefill: str | None,
-                 params: SamplingParams) -> Request:
-    """A request for `engine` (chat messages rendered locally when the engine can), through the one builder."""
-    return build_request(engine.spec, params, prompt=prompt, messages=messages, prefill=prefill, engine=engine)
+def make_request(engine: Engine, call: Prompt, params: SamplingParams) -> Request:
+    """The request for one steering call (a raw prompt, or chat messages with a prefill the engine renders locally
+    when it can), through the one request builder."""
+    return build_request(engine.spec, params, prompt=call.prompt, messages=call.messages, prefill=call.prefill,
+                         engine=engine)
 
 
 def _streamed(engine: Engine, request: Request, label: str) -> Iterator[str | Result]:
@@ -252,8 +253,7 @@ def budgeted(engine: Engine, fmt: SteerFormat, question: str, input_text: str, p
     while True:
         left = budget.tokens - used
         call = fmt.inside(question, input_text, reasoning)
-        request = make_request(engine, call.prompt, call.messages, call.prefill,
-                               params.with_(max_new_tokens=left, stop=stop))
+        request = make_request(engine, call, params.with_(max_new_tokens=left, stop=stop))
         result = yield from _streamed(engine, request, label)
         prompt_tokens = prompt_tokens or result.prompt_tokens
         used += result.completion_tokens
@@ -272,7 +272,7 @@ def budgeted(engine: Engine, fmt: SteerFormat, question: str, input_text: str, p
     reasoning = reasoning.rstrip() + (budget.close if hit else "")
     yield fmt.section_end
     call = fmt.build("special", question, input_text, reasoning)
-    request = make_request(engine, call.prompt, call.messages, call.prefill, params)
+    request = make_request(engine, call, params)
     answer = yield from _streamed(engine, request, label)
     _, response = split_output(answer.text, "response")
     answer.raw_text = reasoning + fmt.section_end + answer.text

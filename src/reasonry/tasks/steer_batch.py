@@ -159,8 +159,7 @@ def steer_batch(store: Store, run: str, engine: Engine, edit: Edit, *, fmt: Stee
         edited = edit.apply(record, original).strip()
         if edited and edited != original:
             call = fmt.build("special", record["question"], record["input"] or "", edited)
-            edits.append((record, original, edited, make_request(engine, call.prompt, call.messages, call.prefill,
-                                                                 params)))
+            edits.append((record, original, edited, make_request(engine, call, params)))
     batch_id = store.create_run(BATCH_KIND, source=run_id, config={
         "edit": edit.describe(), "model": label, "template": fmt.name, "params": params.to_dict(), "note": note},
         parent_run=run_id)
