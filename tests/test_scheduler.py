@@ -160,3 +160,25 @@ def test_serve_answers_a_short_request_while_a_long_one_streams(tiny_model: Path
         assert len(long_tokens) > 10
     finally:
         server.stop()
+
+
+def test_prompts_prefilled_in_chunks_decode_as_transformers(tiny_model: Path) -> None:
+    """Prompts longer than one prefill forward go in packed chunks (several prompts per forward, a prompt split
+    across forwards); each chunk attends to its own earlier chunks only."""
+    engine = HFEngine(parse_model_spec(f"hf:{tiny_model}"), batch_size=4, max_batch_tokens=7)
+    try:
+        results = {r.key: r.text for r in engine.generate(
+            [Request(key=str(i), params=GREEDY, prompt=p) for i, p in enumerate(PROMPTS)])}
+        assert results == {str(i): reference(engine, p, 12) for i, p in enumerate(PROMPTS)}
+    finally:
+        engine.close()
+
+
+def test_blockwise_top_k_equals_torch_topk() -> None:
+    from reasonry.engines.hf.sampling import blockwise_topk
+
+    logits = torch.randn(6, 10_000, generator=torch.Generator().manual_seed(0))
+    values, indices = blockwise_topk(logits, 50, 1024)  # 9 blocks and a 784-wide tail
+    expected_values, expected_indices = torch.topk(logits, 50)
+    assert torch.equal(values, expected_values)
+    assert torch.equal(indices, expected_indices)

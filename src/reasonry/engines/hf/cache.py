@@ -1,10 +1,15 @@
-"""The KV cache: one key and one value tensor per layer, [slots + 1, kv_heads, max_len, head_dim], allocated
-once. Each running sequence owns a slot; the extra last slot takes the writes of padded prompt positions.
+"""The KV cache: one key and one value tensor per layer, [slots + 1, max_len, kv_heads, head_dim], allocated
+once. Each running sequence owns a slot; the extra last slot is scratch.
 
 The model keeps its own modules (PEFT adapters included): `slot_attention` is registered with transformers'
-AttentionInterface, writes a forward's new keys and values into the slots and attends over `kv_len` positions
-with a [rows, 1, q_len, kv_len] bool mask that marks each row's valid keys. Grouped-query attention lays the
-query heads of a group along the query axis, so the cache is never repeated per head.
+AttentionInterface. A forward's queries are a packed list of sequences (a decode step: one token for each of
+`rows` sequences; a prefill: the prompt chunks of several sequences, one after another). Their new keys and
+values go into the slots, and each sequence attends over its own slot's first `used_k` positions only:
+- on a GPU in bf16/fp16, FlashAttention's variable-length kernel reads each sequence's keys in place (the cache
+  flattened to [(slots + 1) * max_len, kv_heads, head_dim], a sequence starting at `slot * max_len`): no
+  padding to the longest row, no key-length buckets, grouped-query attention without repeating the cache;
+- elsewhere (CPU, fp32) `scaled_dot_product_attention` with a mask: one batched call for a decode step, one call
+  per sequence for a prefill.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import torch
 import torch.nn.functional as F
 
 NAME = "reasonry_slots"
-ATTENTION = os.environ.get("REASONRY_ATTENTION", "sdpa")  # "sdpa" or "matmul" (benchmarks compare the two)
 _registered = False
 
 
@@ -25,10 +29,14 @@ _registered = False
 class Layout:
     """Where the current forward writes and what it reads; set by the runner before each forward."""
 
-    write_slot: torch.Tensor  # [rows * q_len] slot of each new position
-    write_pos: torch.Tensor  # [rows * q_len] position of each new position
-    kv_len: int  # keys attended: positions [0, kv_len)
-    rows: torch.Tensor | None = None  # slot of each batch row; None when the batch is slots [0, rows)
+    write: torch.Tensor  # int64 [tokens] flat cache row (slot * max_len + position) of each new key
+    cu_q: torch.Tensor  # int32 [seqs + 1] query offsets of the packed sequences
+    cu_k: torch.Tensor  # int32 [seqs + 1] flat row where each sequence's keys start (the last entry unused)
+    used_k: torch.Tensor  # int32 [seqs] keys each sequence attends: its cache positions [0, used_k)
+    max_q: int  # longest query run (1 for a decode step)
+    slots: torch.Tensor  # int64 [seqs] the slot of each sequence (masked path)
+    kv_len: int = 0  # masked decode path: keys read per row (>= every used_k)
+    spans: list[tuple[int, int, int, int]] | None = None  # masked prefill path: (q_start, q_end, slot, used)
 
 
 def text_config(model: Any) -> Any:
@@ -61,20 +69,30 @@ def plan_slots(config: Any, dtype: torch.dtype, device: torch.device, max_len: i
     return max(0, min(wanted, budget // (max_len * bytes_per_token(config, dtype))))
 
 
+def flash_usable(config: Any, dtype: torch.dtype, device: torch.device) -> bool:
+    """FlashAttention's varlen kernel: CUDA, half precision, head_dim a multiple of 8 up to 256, no logit
+    soft-capping (REASONRY_ATTENTION=sdpa forces the masked path, for comparison)."""
+    _, _, head_dim = kv_shape(config)
+    return (device.type == "cuda" and dtype in (torch.float16, torch.bfloat16) and head_dim % 8 == 0
+            and head_dim <= 256 and os.environ.get("REASONRY_ATTENTION", "flash") == "flash"
+            and not getattr(config, "attn_logit_softcapping", None))
+
+
 class KVCache:
     def __init__(self, config: Any, slots: int, max_len: int, dtype: torch.dtype, device: torch.device) -> None:
         layers, kv_heads, head_dim = kv_shape(config)
-        shape = (slots + 1, kv_heads, max_len, head_dim)
+        shape = (slots + 1, max_len, kv_heads, head_dim)
         self.slots, self.max_len, self.scratch = slots, max_len, slots
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.flash = flash_usable(config, dtype, device)
         self.layout: Layout | None = None
 
     def move(self, src: torch.Tensor, dst: torch.Tensor, length: int) -> None:
         """Copy the first `length` positions of slots `src` into slots `dst` (compaction)."""
         for tensors in (self.keys, self.values):
             for layer in tensors:
-                layer[:, :, :length].index_copy_(0, dst, layer[src, :, :length])
+                layer[:, :length].index_copy_(0, dst, layer[src, :length])
 
 
 def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -87,28 +105,39 @@ def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    assert attention_mask is not None
-    rows, heads, q_len, dim = query.shape
+    batch, heads, q_len, dim = query.shape
     kv_heads = key.shape[1]
     k_cache, v_cache = cache.keys[module.layer_idx], cache.values[module.layer_idx]
-    k_cache[layout.write_slot, :, layout.write_pos] = key.transpose(1, 2).reshape(-1, kv_heads, dim)
-    v_cache[layout.write_slot, :, layout.write_pos] = value.transpose(1, 2).reshape(-1, kv_heads, dim)
-    if layout.rows is None:
-        keys, values = k_cache[:rows, :, : layout.kv_len], v_cache[:rows, :, : layout.kv_len]
-    else:
-        keys, values = k_cache[layout.rows, :, : layout.kv_len], v_cache[layout.rows, :, : layout.kv_len]
-    groups = heads // kv_heads
-    grouped = query.reshape(rows, kv_heads, groups * q_len, dim)
-    mask = attention_mask[:, :, :, : layout.kv_len]
-    if groups > 1:
-        mask = mask[:, :, None].expand(rows, 1, groups, q_len, layout.kv_len).reshape(rows, 1, groups * q_len, -1)
-    if ATTENTION == "matmul":
-        scores = torch.matmul(grouped, keys.transpose(-1, -2)).float() * (scaling or dim ** -0.5)
-        probs = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1).to(values.dtype)
-        out = torch.matmul(probs, values)
-    else:
-        out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=mask, scale=scaling)
-    return out.reshape(rows, heads, q_len, dim).transpose(1, 2).contiguous(), None
+    k_flat, v_flat = k_cache.view(-1, kv_heads, dim), v_cache.view(-1, kv_heads, dim)
+    k_flat.index_copy_(0, layout.write, key.transpose(1, 2).reshape(-1, kv_heads, dim))
+    v_flat.index_copy_(0, layout.write, value.transpose(1, 2).reshape(-1, kv_heads, dim))
+    scale = scaling if scaling is not None else dim ** -0.5
+    window = getattr(module, "sliding_window", None)  # a key is seen while query position - key position < window
+    if cache.flash:
+        packed = query.transpose(1, 2).reshape(-1, heads, dim)
+        out = torch.ops.aten._flash_attention_forward(
+            packed, k_flat, v_flat, layout.cu_q, layout.cu_k, layout.max_q, cache.max_len, 0.0, layout.max_q > 1,
+            False, scale=scale, seqused_k=layout.used_k, window_size_left=window - 1 if window else None)[0]
+        return out.view(batch, q_len, heads, dim), None
+    if layout.spans is None:  # a decode step: one query per row
+        keys = k_cache[layout.slots, : layout.kv_len].transpose(1, 2)
+        values = v_cache[layout.slots, : layout.kv_len].transpose(1, 2)
+        positions = torch.arange(layout.kv_len, device=query.device)[None, :]
+        mask = positions < layout.used_k[:, None]
+        if window:
+            mask &= positions >= layout.used_k[:, None] - window
+        out = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask[:, None, None], scale=scale,
+                                             enable_gqa=True)
+        return out.transpose(1, 2).contiguous(), None
+    pieces = []
+    for start, end, slot, used in layout.spans:  # prefill: each chunk attends causally to its slot's keys
+        keys, values = k_cache[slot, :used].transpose(0, 1)[None], v_cache[slot, :used].transpose(0, 1)[None]
+        rows = torch.arange(used - (end - start), used, device=query.device)[:, None]
+        positions = torch.arange(used, device=query.device)[None, :]
+        mask = (positions <= rows) & (positions > rows - window) if window else positions <= rows
+        pieces.append(F.scaled_dot_product_attention(query[:, :, start:end], keys, values, attn_mask=mask,
+                                                     scale=scale, enable_gqa=True))
+    return torch.cat(pieces, dim=2).transpose(1, 2).contiguous(), None
 
 
 def attach(model: Any, cache: KVCache) -> None:

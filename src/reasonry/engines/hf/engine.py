@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -87,6 +88,9 @@ class HFEngine(Engine):
         if on_gpu:
             torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN plans one kernel per (batch, key length) shape
         runner = ModelRunner(self.model, self.kv_cache, vocab, graphs=graphs, kv_step=256 if on_gpu else 32)
+        started = time.perf_counter()
+        runner.capture()
+        self.capture_s = time.perf_counter() - started
         self.loop = DecodeLoop(runner, Scheduler(slots, chunk_tokens), eos=set(self.eos_ids),
                                poll_every=self.poll_every, finish=self._finish, stop_hit=self._stop_hit,
                                stream_piece=self._stream_piece)
@@ -258,8 +262,6 @@ class HFEngine(Engine):
             seq.sent = ready
 
     def _finish(self, seq: Sequence) -> None:
-        import time
-
         raw = self.tokenizer.decode(seq.tokens, skip_special_tokens=False)
         text = strip_special_tokens(raw, self.special_tokens)
         finish = seq.finish or "length"

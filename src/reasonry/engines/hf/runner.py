@@ -1,5 +1,5 @@
-"""The model runner: the device-side state of every slot, chunked prefill, and decode steps (captured as one
-CUDA graph per batch-size and key-length bucket on a GPU, eager on a CPU).
+"""The model runner: the device-side state of every slot, packed chunked prefill, and decode steps (captured as
+one CUDA graph per batch-size bucket on a GPU, all captured at start-up; eager on a CPU).
 
 A decode batch is always the slot prefix [0, batch): slots that are free or still in prefill ride along
 "parked" (they write to the position `park`, past every key any row attends to, and their length does not grow).
@@ -38,6 +38,9 @@ class ModelRunner:
         # Token id at each position of each slot (prompt, then output): the repetition penalty's memory.
         self.history = torch.zeros((slots, cache.max_len), dtype=torch.long, device=device)
         self.positions = torch.arange(max(slots, cache.max_len), device=device)
+        self.cu_q = torch.arange(slots + 1, dtype=torch.int32, device=device)  # a decode row is one query
+        self.cu_k = self.cu_q * cache.max_len  # the batch is the slot prefix: row i reads slot i
+        self.no_mask = torch.ones((1, 1, 1, 1), dtype=torch.bool, device=device)  # 4-D: transformers passes it on
         self._graphs: dict[tuple[int, int], tuple[Any, torch.Tensor]] = {}
         self._pool = torch.cuda.graph_pool_handle() if graphs else None
 
@@ -74,31 +77,29 @@ class ModelRunner:
 
     # -- prefill ----------------------------------------------------------------------------------------
     def prefill(self, slots: list[int], starts: list[int], chunks: list[list[int]]) -> torch.Tensor:
-        """Run prompt chunks (chunk i goes to positions starts[i].. of slots[i]), left-padded into one batch;
-        return the logits [rows, V] of each chunk's last position."""
-        width = max(len(c) for c in chunks)
-        rows = len(chunks)
-        ids = torch.zeros((rows, width), dtype=torch.long)
-        pos = torch.zeros((rows, width), dtype=torch.long)
-        write_slot = torch.full((rows, width), self.cache.scratch, dtype=torch.long)
-        write_pos = torch.arange(width).repeat(rows, 1)
-        for row, (slot, start, chunk) in enumerate(zip(slots, starts, chunks, strict=True)):
-            pad = width - len(chunk)
-            ids[row, pad:] = torch.tensor(chunk)
-            pos[row, pad:] = torch.arange(start, start + len(chunk))
-            write_slot[row, pad:] = slot
-            write_pos[row, pad:] = pos[row, pad:]
-        kv_len = min(round_up(max(s + len(c) for s, c in zip(starts, chunks, strict=True)), 16), self.cache.max_len)
-        keys = torch.arange(kv_len)
-        mask = keys[None, None, :] <= pos[:, :, None]  # causal; pads (position 0) see key 0 of their slot
-        ids, pos, mask = ids.to(self.device), pos.to(self.device), mask[:, None].to(self.device)
-        self.cache.layout = Layout(write_slot.flatten().to(self.device), write_pos.flatten().to(self.device), kv_len,
-                                   rows=torch.tensor(slots, device=self.device))
+        """Run prompt chunks (chunk i goes to positions starts[i].. of slots[i]) packed into one forward, no
+        padding; return the logits [chunks, V] of each chunk's last position."""
+        length = self.cache.max_len
+        ids = torch.tensor([t for c in chunks for t in c], dtype=torch.long)
+        pos = torch.cat([torch.arange(start, start + len(c)) for start, c in zip(starts, chunks, strict=True)])
+        slot_of = torch.tensor([slot for slot, c in zip(slots, chunks, strict=True) for _ in c])
+        ends = torch.tensor([len(c) for c in chunks]).cumsum(0)
+        used = [start + len(c) for start, c in zip(starts, chunks, strict=True)]
+        spans = None if self.cache.flash else [
+            (int(end) - len(c), int(end), slot, u) for end, c, slot, u in zip(ends, chunks, slots, used, strict=True)]
+        device = self.device
+        self.cache.layout = Layout(
+            write=(slot_of * length + pos).to(device),
+            cu_q=torch.cat([torch.zeros(1, dtype=torch.long), ends]).to(device, torch.int32),
+            cu_k=torch.tensor([s * length for s in slots] + [0], dtype=torch.int32).to(device),
+            used_k=torch.tensor(used, dtype=torch.int32).to(device), max_q=max(len(c) for c in chunks),
+            slots=torch.tensor(slots).to(device), spans=spans)
         try:
-            out = self.model(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=False, logits_to_keep=1)
+            out = self.model(input_ids=ids[None].to(device), position_ids=pos[None].to(device),
+                             attention_mask=self.no_mask, use_cache=False, logits_to_keep=(ends - 1).to(device))
         finally:
             self.cache.layout = None
-        return out.logits[:, -1, :]
+        return out.logits[0]
 
     def start_decoding(self, slots: list[int], prompts: list[list[int]], logits: torch.Tensor,
                        plan: BatchPlan) -> torch.Tensor:
@@ -120,18 +121,20 @@ class ModelRunner:
 
     # -- decode -----------------------------------------------------------------------------------------
     def _forward(self, batch: int, kv_len: int) -> torch.Tensor:
-        pos = self.lens[:batch, None]
-        mask = (self.positions[None, :kv_len] <= pos)[:, None, None, :]
-        self.cache.layout = Layout(self.positions[:batch], self.lens[:batch], kv_len)
+        lens, active = self.lens[:batch], self.active[:batch]
+        self.cache.layout = Layout(
+            write=self.positions[:batch] * self.cache.max_len + lens, cu_q=self.cu_q[: batch + 1],
+            cu_k=self.cu_k[: batch + 1], used_k=torch.where(active > 0, lens + 1, 1).to(torch.int32), max_q=1,
+            slots=self.positions[:batch], kv_len=kv_len)
         try:
-            out = self.model(input_ids=self.tokens[:batch, None], position_ids=pos, attention_mask=mask,
-                             use_cache=False, logits_to_keep=1)
+            out = self.model(input_ids=self.tokens[:batch, None], position_ids=lens[:, None],
+                             attention_mask=self.no_mask, use_cache=False, logits_to_keep=1)
         finally:
             self.cache.layout = None
         return out.logits[:, -1, :]
 
     def _graph(self, batch: int, kv_len: int) -> tuple[Any, torch.Tensor]:
-        key = (batch, kv_len)
+        key = (batch, 0 if self.cache.flash else kv_len)  # the varlen kernel reads each row's own length
         if key not in self._graphs:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
@@ -143,6 +146,14 @@ class ModelRunner:
                 logits = self._forward(batch, kv_len)
             self._graphs[key] = (graph, logits)
         return self._graphs[key]
+
+    def capture(self) -> None:
+        """Capture the decode graph of every batch-size bucket up front (engine start-up, like vLLM)."""
+        if self.graphs and self.cache.flash:
+            with torch.inference_mode():
+                for batch in self.batch_buckets():
+                    self._graph(batch, 0)
+            torch.cuda.synchronize(self.device)
 
     def decode_step(self, batch: int, kv_len: int, plan: BatchPlan) -> torch.Tensor:
         """One token for every decoding slot in [0, batch); returns the tokens [batch] (parked rows: junk)."""
@@ -160,6 +171,10 @@ class ModelRunner:
         self.lens[:batch] += active
         self.steps[:batch] += active
         return chosen
+
+    def batch_buckets(self) -> list[int]:
+        sizes = [1 << i for i in range(self.cache.slots.bit_length()) if 1 << i < self.cache.slots]
+        return [*sizes, self.cache.slots]
 
     def batch_bucket(self, highest_slot: int) -> int:
         bucket = 1

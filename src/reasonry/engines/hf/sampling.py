@@ -44,6 +44,7 @@ class BatchPlan:
     penalty: bool  # some row has repetition_penalty != 1
     greedy: bool  # every row has temperature 0
     top_k: int  # candidates kept before top-p: the largest row top-k, or 0 for the whole vocabulary
+    argmax: bool = True  # some row has temperature 0
 
 
 @dataclass
@@ -66,13 +67,12 @@ def sample(logits: torch.Tensor, history: torch.Tensor | None, rows: RowParams, 
         values = logits.gather(1, history).float()
         values = torch.where(values < 0, values * penalty, values / penalty)
         logits.scatter_(1, history, values.to(logits.dtype))
-    greedy = logits.argmax(dim=-1)
     if plan.greedy:
-        return greedy
+        return logits.argmax(dim=-1)
     vocab = logits.shape[-1]
     # Dividing by a positive temperature keeps each row's order, so candidates are chosen before it.
     if 0 < plan.top_k < vocab:
-        values, indices = torch.topk(logits, plan.top_k, dim=-1)  # sorted, descending
+        values, indices = top_candidates(logits, plan.top_k)
     else:
         values, indices = torch.sort(logits, dim=-1, descending=True)
     width = values.shape[-1]
@@ -87,11 +87,36 @@ def sample(logits: torch.Tensor, history: torch.Tensor | None, rows: RowParams, 
     values = values.masked_fill(drop, float("-inf"))
     gumbel = -torch.log(-torch.log(hashed_uniform(rows.seeds, rows.steps, indices))).to(values.dtype)
     sampled = indices.gather(-1, (values + gumbel).argmax(dim=-1, keepdim=True)).squeeze(-1)
-    return torch.where(rows.temperature > 0, sampled, greedy)
+    return torch.where(rows.temperature > 0, sampled, logits.argmax(dim=-1)) if plan.argmax else sampled
+
+
+def top_candidates(logits: torch.Tensor, k: int, width: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """`torch.topk(logits, k)`: sorted, descending. On a GPU with a large vocabulary in two passes (the top k of
+    each `width`-wide block, then the top k of those), which is faster there than one pass over the whole row;
+    on a CPU one pass is faster."""
+    if logits.device.type != "cuda" or logits.shape[1] // width < 4 or k > width // 4:
+        return torch.topk(logits, k, dim=-1)
+    return blockwise_topk(logits, k, width)
+
+
+def blockwise_topk(logits: torch.Tensor, k: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, vocab = logits.shape
+    blocks = vocab // width
+    head = logits[:, : blocks * width].view(rows, blocks, width)
+    values, indices = torch.topk(head, k, dim=-1)
+    indices = indices + (torch.arange(blocks, device=logits.device) * width)[None, :, None]
+    values, indices = values.view(rows, -1), indices.view(rows, -1)
+    if blocks * width < vocab:
+        tail = torch.arange(blocks * width, vocab, device=logits.device)
+        values = torch.cat([values, logits[:, blocks * width:]], dim=1)
+        indices = torch.cat([indices, tail[None, :].expand(rows, -1)], dim=1)
+    best, where = torch.topk(values, k, dim=-1)
+    return best, indices.gather(1, where)
 
 
 def plan_for(params: list, vocab: int) -> BatchPlan:
     """`params`: the SamplingParams of the rows that decode."""
     sampled = [p for p in params if p.temperature > 0]
     top_k = 0 if any(not 0 < p.top_k < vocab for p in sampled) else max((p.top_k for p in sampled), default=0)
-    return BatchPlan(penalty=any(p.repetition_penalty != 1.0 for p in params), greedy=not sampled, top_k=top_k)
+    return BatchPlan(penalty=any(p.repetition_penalty != 1.0 for p in params), greedy=not sampled, top_k=top_k,
+                     argmax=len(sampled) < len(params))
