@@ -220,6 +220,7 @@ def reasonry_e2e(folder: Path, texts: list[str], new_tokens: int, work: Path, ha
     without_load = seconds - engine.load_s
     stats = dict(engine.loop.stats)
     stats["graphs"] = len(engine.loop.runner._graphs)
+    stats["fused_norms"] = getattr(engine, "fused_norms", 0)
     return {"tok_s": generated / without_load, "load_s": engine.load_s, "capture_s": engine.capture_s,
             "generated": generated,
             "slots": engine.batch_size, "profile": stats, "engine": engine}
@@ -248,6 +249,14 @@ def ceiling(engine, kv_lens: list[int]) -> dict:
                 seconds, _ = timed(lambda g=graph: [g.replay() for _ in range(20)])
                 name = f"kv{kv_len}" if flash == default else f"kv{kv_len}_{'flash' if flash else 'sdpa'}"
                 out[name] = {"step_ms": seconds / 20 * 1e3, "tok_s": batch * 20 / seconds}
+            if flash == default:  # the fixed cost of a step: small batches (the tail of variable work)
+                for small in (8, 64):
+                    runner.lens[:small] = 383
+                    graph, _ = runner._graph(small, 384)
+                    for _ in range(3):
+                        graph.replay()
+                    seconds, _ = timed(lambda g=graph: [g.replay() for _ in range(20)])
+                    out[f"b{small}_kv384"] = {"step_ms": seconds / 20 * 1e3, "tok_s": small * 20 / seconds}
         cache.flash = default
         runner.lens.copy_(saved[0])
         runner.active.copy_(saved[1])

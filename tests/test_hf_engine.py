@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from reasonry.config import SamplingParams, parse_model_spec
 from reasonry.engines.base import Request
@@ -126,3 +127,28 @@ def test_rows_stop_at_their_eos_and_keep_nothing_after(tiny_model: Path) -> None
         row_ids = engine.tokenizer(free[key].raw_text, add_special_tokens=False)["input_ids"]
         expected = row_ids.index(ids[2]) + 1 if ids[2] in row_ids else 16
         assert stopped[key].completion_tokens == expected
+
+
+def test_fused_rms_norm_only_where_it_computes_the_same(tiny_model: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from reasonry.engines.hf.runner import fuse_rms_norms
+
+    class OnePlusWeightRMSNorm(torch.nn.Module):  # Gemma's variant: scales by (1 + weight)
+        def __init__(self, size: int) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(size))
+            self.eps = 1e-6
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * (1 + self.weight)
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    ids = torch.randint(0, 100, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        before = model(ids).logits
+        norms = sum(type(m).__name__.endswith("RMSNorm") for m in model.modules())
+        assert fuse_rms_norms(model) == norms > 0
+        assert torch.allclose(model(ids).logits, before, atol=1e-5)
+        gemma_like = torch.nn.Sequential(OnePlusWeightRMSNorm(8))
+        assert fuse_rms_norms(gemma_like) == 0

@@ -13,7 +13,7 @@ from reasonry.config import HFOptions, ModelSpec
 from reasonry.engines.base import Engine, Request, Result, check_local_path
 from reasonry.engines.hf import cache as kv
 from reasonry.engines.hf.loop import DecodeLoop, LoopFailed
-from reasonry.engines.hf.runner import ModelRunner, round_up
+from reasonry.engines.hf.runner import ModelRunner, fuse_rms_norms, round_up
 from reasonry.engines.hf.sampling import request_seed
 from reasonry.engines.hf.scheduler import Scheduler, Sequence
 from reasonry.errors import ConfigError, EngineError, first_line
@@ -87,12 +87,15 @@ class HFEngine(Engine):
         kv.attach(self.model, self.kv_cache)
         if on_gpu:
             torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN plans one kernel per (batch, key length) shape
+        if on_gpu:
+            self.fused_norms = fuse_rms_norms(self.model)
         runner = ModelRunner(self.model, self.kv_cache, vocab, graphs=graphs, kv_step=256 if on_gpu else 32)
         started = time.perf_counter()
         runner.capture()
         self.capture_s = time.perf_counter() - started
         self.loop = DecodeLoop(runner, Scheduler(slots, chunk_tokens), eos=set(self.eos_ids),
-                               poll_every=self.poll_every, finish=self._finish, stop_hit=self._stop_hit,
+                               poll_every=self.poll_every, prefill_chunks=16 if on_gpu else 2, finish=self._finish,
+                               stop_hit=self._stop_hit,
                                stream_piece=self._stream_piece)
 
     # -- loading ---------------------------------------------------------------

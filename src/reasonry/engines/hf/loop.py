@@ -27,12 +27,14 @@ class LoopFailed:
 
 class DecodeLoop:
     def __init__(self, runner: ModelRunner, scheduler: Scheduler, *, eos: set[int], poll_every: int,
-                 finish: Any, stop_hit: Any, stream_piece: Any) -> None:
+                 prefill_chunks: int, finish: Any, stop_hit: Any, stream_piece: Any) -> None:
         self.runner, self.scheduler, self.eos, self.poll_every = runner, scheduler, eos, poll_every
+        self.prefill_chunks = prefill_chunks  # prompt chunks run between two decode windows while others decode
         self.finish, self.stop_hit, self.stream_piece = finish, stop_hit, stream_piece
         self.inbox: queue.Queue[Sequence | None] = queue.Queue()
         self.failed: str | None = None
-        self.stats = {"prefill_s": 0.0, "decode_s": 0.0, "poll_s": 0.0, "steps": 0, "windows": 0}
+        self.stats: dict[str, Any] = {"prefill_s": 0.0, "decode_s": 0.0, "poll_s": 0.0, "steps": 0, "windows": 0,
+                                      "by_batch": {}}  # batch bucket -> [steps, seconds of decode + poll]
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -51,6 +53,7 @@ class DecodeLoop:
             self.inbox.put(None)
             self._thread.join()
             self._thread = None
+        self.runner = None  # type: ignore[assignment]  # the KV cache and the graphs go with it
 
     # -- the loop -----------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -93,7 +96,9 @@ class DecodeLoop:
         firsts: list[tuple[list[Sequence], torch.Tensor]] = []
         if sched.prefilling:
             started = time.perf_counter()
-            while sched.prefilling:  # one chunk between decode windows once half the slots decode
+            for _ in range(self.prefill_chunks if sched.running else 1 << 30):
+                if not sched.prefilling:
+                    break
                 chunks = sched.next_chunks()
                 logits = runner.prefill([s.slot for s, _, _ in chunks], [start for _, start, _ in chunks],
                                         [c for _, _, c in chunks])
@@ -104,13 +109,13 @@ class DecodeLoop:
                                                   logits[torch.tensor(rows, device=logits.device)],
                                                   plan_for([s.params for s in done], runner.vocab))
                     firsts.append((done, first))
-                if 2 * len(sched.running) >= runner.cache.slots:
-                    break
             self.stats["prefill_s"] += time.perf_counter() - started
         window: list[torch.Tensor] = []
         decoding = list(sched.running.values())  # those just prefilled included: their first token is drawn
+        batch = 0
+        window_started = time.perf_counter()
         if decoding:
-            started = time.perf_counter()
+            started = window_started
             batch = runner.batch_bucket(max(s.slot for s in decoding))
             kv_len = runner.kv_bucket(max(s.length for s in decoding) + self.poll_every)
             plan = plan_for([s.params for s in decoding], runner.vocab)
@@ -122,6 +127,10 @@ class DecodeLoop:
         started = time.perf_counter()
         self._poll(firsts, decoding, window)
         self.stats["poll_s"] += time.perf_counter() - started
+        if batch:
+            bucket = self.stats["by_batch"].setdefault(batch, [0, 0.0])
+            bucket[0] += self.poll_every
+            bucket[1] += time.perf_counter() - window_started
 
     def _poll(self, firsts: list, decoding: list[Sequence], window: list[torch.Tensor]) -> None:
         """Read the drawn tokens back (the one host sync of an iteration) and finish what is done."""
