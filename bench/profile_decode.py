@@ -41,10 +41,16 @@ def main() -> None:
     torch.cuda.synchronize()
     print(f"warm run: {args.prompts * args.new_tokens / (time.perf_counter() - start):,.0f} tok/s", flush=True)
     activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    start = time.perf_counter()
     with torch.profiler.profile(activities=activities) as prof:
         list(engine.generate([Request(key=f"p{r.key}", params=params, prompt=r.prompt + "  ") for r in requests]))
         torch.cuda.synchronize()
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
+    wall = time.perf_counter() - start
+    events = prof.key_averages()
+    print(events.table(sort_by="self_cuda_time_total", row_limit=40, max_name_column_width=70))
+    print(events.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=70))
+    kernels = sum(e.self_device_time_total for e in events) / 1e6
+    print(f"profiled wall {wall:.2f} s; GPU kernel time {kernels:.2f} s ({kernels / wall:.0%} busy)")
     print(engine.loop.stats)
 
 

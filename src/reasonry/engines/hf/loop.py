@@ -106,7 +106,7 @@ class DecodeLoop:
                 if done:
                     rows = [i for i, (s, _, _) in enumerate(chunks) if s in done]
                     first = runner.start_decoding([s.slot for s in done], [s.prompt for s in done],
-                                                  logits[torch.tensor(rows, device=logits.device)],
+                                                  logits[runner.put(rows)],
                                                   plan_for([s.params for s in done], runner.vocab))
                     firsts.append((done, first))
             self.stats["prefill_s"] += time.perf_counter() - started

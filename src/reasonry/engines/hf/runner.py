@@ -69,21 +69,29 @@ class ModelRunner:
         self._graphs: dict[tuple[int, int], tuple[Any, torch.Tensor]] = {}
         self._pool = torch.cuda.graph_pool_handle() if graphs else None
 
+    def put(self, values: list | torch.Tensor, dtype: torch.dtype = torch.long) -> torch.Tensor:
+        """Host values on the device. On a GPU through pinned memory without waiting: a copy from pageable
+        memory first waits for every queued kernel, which would stall the host behind the GPU at each prefill."""
+        host = values.to(dtype) if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=dtype)
+        if self.device.type != "cuda":
+            return host
+        return host.pin_memory().to(self.device, non_blocking=True)
+
     # -- slot state ------------------------------------------------------------------------------------
     def set_params(self, slots: list[int], params: list[Any], seeds: list[int]) -> None:
-        index = torch.tensor(slots, device=self.device)
+        index = self.put(slots)
         for state, values in ((self.temperature, [p.temperature for p in params]), (self.top_p, [p.top_p for p in params]),
                               (self.top_k, [p.top_k for p in params]),
                               (self.penalty, [p.repetition_penalty for p in params]), (self.seeds, seeds)):
-            state[index] = torch.tensor(values, dtype=state.dtype, device=self.device)
+            state[index] = self.put(values, state.dtype)
 
     def park_slots(self, slots: list[int]) -> None:
-        index = torch.tensor(slots, device=self.device)
+        index = self.put(slots)
         self.active[index] = 0
         self.lens[index] = self.park
 
     def move(self, src: list[int], dst: list[int], length: int) -> None:
-        s, d = torch.tensor(src, device=self.device), torch.tensor(dst, device=self.device)
+        s, d = self.put(src), self.put(dst)
         self.cache.move(s, d, length)
         for state in (self.tokens, self.lens, self.active, self.steps, self.temperature, self.top_p, self.top_k,
                       self.penalty, self.seeds, self.history):
@@ -112,16 +120,14 @@ class ModelRunner:
         used = [start + len(c) for start, c in zip(starts, chunks, strict=True)]
         spans = None if self.cache.flash else [
             (int(end) - len(c), int(end), slot, u) for end, c, slot, u in zip(ends, chunks, slots, used, strict=True)]
-        device = self.device
+        put = self.put
         self.cache.layout = Layout(
-            write=(slot_of * length + pos).to(device),
-            cu_q=torch.cat([torch.zeros(1, dtype=torch.long), ends]).to(device, torch.int32),
-            cu_k=torch.tensor([s * length for s in slots] + [0], dtype=torch.int32).to(device),
-            used_k=torch.tensor(used, dtype=torch.int32).to(device), max_q=max(len(c) for c in chunks),
-            slots=torch.tensor(slots).to(device), spans=spans)
+            write=put(slot_of * length + pos), cu_q=put(torch.cat([torch.zeros(1, dtype=torch.long), ends]), torch.int32),
+            cu_k=put([s * length for s in slots] + [0], torch.int32), used_k=put(used, torch.int32),
+            max_q=max(len(c) for c in chunks), slots=put(slots), spans=spans)
         try:
-            out = self.model(input_ids=ids[None].to(device), position_ids=pos[None].to(device),
-                             attention_mask=self.no_mask, use_cache=False, logits_to_keep=(ends - 1).to(device))
+            out = self.model(input_ids=put(ids[None]), position_ids=put(pos[None]), attention_mask=self.no_mask,
+                             use_cache=False, logits_to_keep=put(ends - 1))
         finally:
             self.cache.layout = None
         return out.logits[0]
@@ -129,12 +135,12 @@ class ModelRunner:
     def start_decoding(self, slots: list[int], prompts: list[list[int]], logits: torch.Tensor,
                        plan: BatchPlan) -> torch.Tensor:
         """Draw the first token of sequences whose prompt is in the cache and let their slots decode."""
-        index = torch.tensor(slots, device=self.device)
-        rows = torch.tensor([i for i, p in enumerate(prompts) for _ in p], device=self.device)
-        columns = torch.tensor([j for p in prompts for j in range(len(p))], device=self.device)
-        self.history[index[rows], columns] = torch.tensor([t for p in prompts for t in p], device=self.device)
+        index = self.put(slots)
+        rows = self.put([i for i, p in enumerate(prompts) for _ in p])
+        columns = self.put([j for p in prompts for j in range(len(p))])
+        self.history[index[rows], columns] = self.put([t for p in prompts for t in p])
         self.steps[index] = 0
-        lens = torch.tensor([len(p) for p in prompts], device=self.device)
+        lens = self.put([len(p) for p in prompts])
         kv_len = max(len(p) for p in prompts)
         first = sample(logits, self._history(index, lens - 1, kv_len) if plan.penalty else None, self.rows(index), plan)
         self.history[index, lens] = first
