@@ -34,7 +34,6 @@ class Layout:
     cu_k: torch.Tensor  # int32 [seqs + 1] flat row where each sequence's keys start (the last entry unused)
     used_k: torch.Tensor  # int32 [seqs] keys each sequence attends: its cache positions [0, used_k)
     max_q: int  # longest query run (1 for a decode step)
-    slots: torch.Tensor  # int64 [seqs] the slot of each sequence (masked path)
     kv_len: int = 0  # masked decode path: keys read per row (>= every used_k)
     spans: list[tuple[int, int, int, int]] | None = None  # masked prefill path: (q_start, q_end, slot, used)
 
@@ -119,16 +118,19 @@ def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
             packed, k_flat, v_flat, layout.cu_q, layout.cu_k, layout.max_q, cache.max_len, 0.0, layout.max_q > 1,
             False, scale=scale, seqused_k=layout.used_k, window_size_left=window - 1 if window else None)[0]
         return out.view(batch, q_len, heads, dim), None
-    if layout.spans is None:  # a decode step: one query per row
-        keys = k_cache[layout.slots, : layout.kv_len].transpose(1, 2)
-        values = v_cache[layout.slots, : layout.kv_len].transpose(1, 2)
+    if layout.spans is None:  # a decode step: row i is slot i, one query each
+        keys = k_cache[:batch, : layout.kv_len].transpose(1, 2)  # views, no copy
+        values = v_cache[:batch, : layout.kv_len].transpose(1, 2)
         positions = torch.arange(layout.kv_len, device=query.device)[None, :]
         mask = positions < layout.used_k[:, None]
         if window:
             mask &= positions >= layout.used_k[:, None] - window
-        out = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask[:, None, None], scale=scale,
-                                             enable_gqa=True)
-        return out.transpose(1, 2).contiguous(), None
+        # Grouped-query attention: a group's query heads along the query axis, so the keys are not repeated.
+        groups = heads // kv_heads
+        grouped = query.reshape(batch, kv_heads, groups, dim)
+        out = F.scaled_dot_product_attention(grouped, keys, values, scale=scale,
+                                             attn_mask=mask[:, None, None, :].expand(batch, 1, groups, -1))
+        return out.reshape(batch, q_len, heads, dim), None
     pieces = []
     for start, end, slot, used in layout.spans:  # prefill: each chunk attends causally to its slot's keys
         keys, values = k_cache[slot, :used].transpose(0, 1)[None], v_cache[slot, :used].transpose(0, 1)[None]

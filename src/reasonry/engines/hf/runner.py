@@ -124,7 +124,7 @@ class ModelRunner:
         self.cache.layout = Layout(
             write=put(slot_of * length + pos), cu_q=put(torch.cat([torch.zeros(1, dtype=torch.long), ends]), torch.int32),
             cu_k=put([s * length for s in slots] + [0], torch.int32), used_k=put(used, torch.int32),
-            max_q=max(len(c) for c in chunks), slots=put(slots), spans=spans)
+            max_q=max(len(c) for c in chunks), spans=spans)
         try:
             out = self.model(input_ids=put(ids[None]), position_ids=put(pos[None]), attention_mask=self.no_mask,
                              use_cache=False, logits_to_keep=put(ends - 1))
@@ -156,7 +156,7 @@ class ModelRunner:
         self.cache.layout = Layout(
             write=self.positions[:batch] * self.cache.max_len + lens, cu_q=self.cu_q[: batch + 1],
             cu_k=self.cu_k[: batch + 1], used_k=torch.where(active > 0, lens + 1, 1).to(torch.int32), max_q=1,
-            slots=self.positions[:batch], kv_len=kv_len)
+            kv_len=kv_len)
         try:
             out = self.model(input_ids=self.tokens[:batch, None], position_ids=lens[:, None],
                              attention_mask=self.no_mask, use_cache=False, logits_to_keep=1)
