@@ -30,9 +30,13 @@ def reference(engine: HFEngine, prompt: str, max_new: int) -> str:
     return engine.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
-@pytest.fixture(scope="module")
-def two_slots(tiny_model: Path) -> HFEngine:
-    return HFEngine(parse_model_spec(f"hf:{tiny_model}"), batch_size=2)
+@pytest.fixture(scope="module", params=["sync", "overlap"])
+def two_slots(tiny_model: Path, request: pytest.FixtureRequest) -> HFEngine:
+    """Two slots, read back every step (the CPU default) or with overlapped windows (the GPU default: the next
+    window is launched before the last one is read back, so a finished row draws junk it must not keep)."""
+    if request.param == "sync":
+        return HFEngine(parse_model_spec(f"hf:{tiny_model}"), batch_size=2)
+    return HFEngine(parse_model_spec(f"hf:{tiny_model}"), batch_size=2, poll_every=2, overlap=True)
 
 
 def test_finished_slots_are_refilled_in_arrival_order(two_slots: HFEngine) -> None:
@@ -162,14 +166,20 @@ def test_serve_answers_a_short_request_while_a_long_one_streams(tiny_model: Path
         server.stop()
 
 
-def test_prompts_prefilled_in_chunks_decode_as_transformers(tiny_model: Path) -> None:
+@pytest.mark.parametrize("overlap", [False, True])
+def test_prompts_prefilled_in_chunks_decode_as_transformers(tiny_model: Path, overlap: bool) -> None:
     """Prompts longer than one prefill forward go in packed chunks (several prompts per forward, a prompt split
-    across forwards); each chunk attends to its own earlier chunks only."""
-    engine = HFEngine(parse_model_spec(f"hf:{tiny_model}"), batch_size=4, max_batch_tokens=7)
+    across forwards); each chunk attends to its own earlier chunks only. With overlapped windows, slots that free
+    up mid-run are refilled and packed down while a window is in flight."""
+    engine = HFEngine(parse_model_spec(f"hf:{tiny_model}"), batch_size=4, max_batch_tokens=7, poll_every=3,
+                      overlap=overlap)
     try:
+        limits = [5, 12, 3, 9, 7, 2, 11, 4]
+        prompts = [PROMPTS[i % len(PROMPTS)] + " " * (i // len(PROMPTS)) for i in range(len(limits))]
         results = {r.key: r.text for r in engine.generate(
-            [Request(key=str(i), params=GREEDY, prompt=p) for i, p in enumerate(PROMPTS)])}
-        assert results == {str(i): reference(engine, p, 12) for i, p in enumerate(PROMPTS)}
+            [Request(key=str(i), params=GREEDY.with_(max_new_tokens=n), prompt=p)
+             for i, (p, n) in enumerate(zip(prompts, limits, strict=True))])}
+        assert results == {str(i): reference(engine, p, n) for i, (p, n) in enumerate(zip(prompts, limits, strict=True))}
     finally:
         engine.close()
 
@@ -182,3 +192,20 @@ def test_blockwise_top_k_equals_torch_topk() -> None:
     expected_values, expected_indices = torch.topk(logits, 50)
     assert torch.equal(values, expected_values)
     assert torch.equal(indices, expected_indices)
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_rows_packed_down_mid_run_keep_their_tokens(smollm2_path: Path, overlap: bool) -> None:
+    """When the low slots finish first and nothing waits, the long rows move down (their keys, history and
+    sampling state with them) so the decode batch shrinks; they decode on as if nothing moved (a real model:
+    its next token depends on the keys it attends to)."""
+    engine = HFEngine(parse_model_spec(f"hf:{smollm2_path}"), batch_size=4, poll_every=3, overlap=overlap)
+    try:
+        limits = [2, 3, 30, 28]
+        requests = [Request(key=str(i), params=GREEDY.with_(max_new_tokens=n), prompt=PROMPTS[i])
+                    for i, n in enumerate(limits)]
+        results = {r.key: r.text for r in engine.generate(requests)}
+        assert engine.loop.stats.get("moves", 0) >= 2
+        assert results == {str(i): reference(engine, PROMPTS[i], n) for i, n in enumerate(limits)}
+    finally:
+        engine.close()

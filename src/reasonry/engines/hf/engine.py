@@ -34,7 +34,8 @@ class HFEngine(Engine):
                  load_in_4bit: bool = False, load_in_8bit: bool = False, merge_adapter: bool = False,
                  batch_size: int | None = None, max_model_len: int | None = None,
                  max_batch_tokens: int | None = None, cuda_graphs: bool = True,
-                 gpu_memory_utilization: float | None = None, poll_every: int | None = None, ignore_eos: bool = False) -> None:
+                 gpu_memory_utilization: float | None = None, poll_every: int | None = None, ignore_eos: bool = False,
+                 overlap: bool | None = None) -> None:
         import torch
         from transformers.utils import logging as hf_logging
 
@@ -58,6 +59,7 @@ class HFEngine(Engine):
         self.spec = replace(spec, options={**spec.options, "settings": settings})
         self.special_tokens = list(self.tokenizer.all_special_tokens)
         self.poll_every = poll_every or (8 if on_gpu else 1)
+        self.overlap = on_gpu if overlap is None else overlap  # next window launched before the last is read
         self._build_loop(batch_size or (512 if on_gpu else 16), max_model_len, max_batch_tokens or (8192 if on_gpu else 2048),
                          cuda_graphs and on_gpu, gpu_memory_utilization or 0.9)
 
@@ -76,7 +78,7 @@ class HFEngine(Engine):
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             dtype = torch.bfloat16
         device = torch.device(self.device)
-        max_len = round_up(self.max_model_len + self.poll_every + 1, 16)  # room for steps drawn past the end
+        max_len = round_up(self.max_model_len + self.past_end + 1, 16)
         reserve = wanted * vocab * 24 + chunk_tokens * config.hidden_size * 64 + (2 << 30)
         slots = kv.plan_slots(config, dtype, device, max_len, wanted, memory_fraction, reserve)
         if slots < 1:
@@ -94,9 +96,15 @@ class HFEngine(Engine):
         runner.capture()
         self.capture_s = time.perf_counter() - started
         self.loop = DecodeLoop(runner, Scheduler(slots, chunk_tokens), eos=set(self.eos_ids),
-                               poll_every=self.poll_every, prefill_chunks=16 if on_gpu else 2, finish=self._finish,
+                               poll_every=self.poll_every, prefill_chunks=16 if on_gpu else 2, overlap=self.overlap,
+                               finish=self._finish,
                                stop_hit=self._stop_hit,
                                stream_piece=self._stream_piece)
+
+    @property
+    def past_end(self) -> int:
+        """Steps a sequence may draw after its last token before the host sees it ended (a slot holds them)."""
+        return self.poll_every * (2 if self.overlap else 1)
 
     # -- loading ---------------------------------------------------------------
     def _load_tokenizer(self) -> Any:
@@ -237,7 +245,7 @@ class HFEngine(Engine):
             ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
         except Exception as exc:  # one bad prompt is recorded on its row
             return Result(key=request.key, error=f"tokenize: {first_line(exc)}", finish_reason="error")
-        room = self.kv_cache.max_len - 1 - self.poll_every - len(ids)
+        room = self.kv_cache.max_len - 1 - self.past_end - len(ids)
         if not ids or room < 1 or len(ids) >= self.max_model_len:
             return Result(key=request.key, prompt_tokens=len(ids), finish_reason="error",
                           error=f"prompt has {len(ids)} tokens; the engine holds {self.max_model_len} per sequence "

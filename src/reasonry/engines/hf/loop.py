@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,8 +28,10 @@ class LoopFailed:
 
 class DecodeLoop:
     def __init__(self, runner: ModelRunner, scheduler: Scheduler, *, eos: set[int], poll_every: int,
-                 prefill_chunks: int, finish: Any, stop_hit: Any, stream_piece: Any) -> None:
+                 prefill_chunks: int, overlap: bool, finish: Any, stop_hit: Any, stream_piece: Any) -> None:
         self.runner, self.scheduler, self.eos, self.poll_every = runner, scheduler, eos, poll_every
+        self.overlap = overlap  # launch the next window before reading the last one back (GPU)
+        self.pending: Window | None = None
         self.prefill_chunks = prefill_chunks  # prompt chunks run between two decode windows while others decode
         self.finish, self.stop_hit, self.stream_piece = finish, stop_hit, stream_piece
         self.inbox: queue.Queue[Sequence | None] = queue.Queue()
@@ -77,13 +80,15 @@ class DecodeLoop:
 
     def _take_new(self) -> bool:
         """Move submitted sequences into the scheduler; block while there is nothing to do. False: stop."""
-        block = not self.scheduler.busy()
+        block = not self.scheduler.busy() and self.pending is None
         while True:
             try:
                 seq = self.inbox.get(block=block)
             except queue.Empty:
                 return True
             if seq is None:
+                if self.pending is not None:
+                    self._poll(self.pending)
                 return False
             self.scheduler.add(seq)
             block = False
@@ -93,7 +98,7 @@ class DecodeLoop:
         admitted = sched.admit()
         if admitted:
             runner.set_params([s.slot for s in admitted], [s.params for s in admitted], [s.seed for s in admitted])
-        firsts: list[tuple[list[Sequence], torch.Tensor]] = []
+        window = Window()
         if sched.prefilling:
             started = time.perf_counter()
             for _ in range(self.prefill_chunks if sched.running else 1 << 30):
@@ -108,43 +113,51 @@ class DecodeLoop:
                     first = runner.start_decoding([s.slot for s in done], [s.prompt for s in done],
                                                   logits[runner.put(rows)],
                                                   plan_for([s.params for s in done], runner.vocab))
-                    firsts.append((done, first))
+                    window.firsts.append((done, first))
             self.stats["prefill_s"] += time.perf_counter() - started
-        window: list[torch.Tensor] = []
         decoding = list(sched.running.values())  # those just prefilled included: their first token is drawn
-        batch = 0
-        window_started = time.perf_counter()
+        started = time.perf_counter()
         if decoding:
-            started = window_started
-            batch = runner.batch_bucket(max(s.slot for s in decoding))
-            kv_len = runner.kv_bucket(max(s.length for s in decoding) + self.poll_every)
+            window.rows = [(s, s.slot) for s in decoding]
+            window.batch = runner.batch_bucket(max(s.slot for s in decoding))
+            kv_len = runner.kv_bucket(max(s.length for s in decoding) + self.poll_every * (1 + self.overlap))
             plan = plan_for([s.params for s in decoding], runner.vocab)
             for _ in range(self.poll_every):
-                window.append(runner.decode_step(batch, kv_len, plan))
+                window.tokens.append(runner.decode_step(window.batch, kv_len, plan))
             self.stats["decode_s"] += time.perf_counter() - started
             self.stats["steps"] += self.poll_every
             self.stats["windows"] += 1
-        started = time.perf_counter()
-        self._poll(firsts, decoding, window)
-        self.stats["poll_s"] += time.perf_counter() - started
-        if batch:
-            bucket = self.stats["by_batch"].setdefault(batch, [0, 0.0])
+        polled = time.perf_counter()
+        if self.overlap:  # read the previous window back while this one runs on the device
+            previous, self.pending = self.pending, (window if window.rows or window.firsts else None)
+            if previous is not None:
+                self._poll(previous)
+        else:
+            self._poll(window)
+        self.stats["poll_s"] += time.perf_counter() - polled
+        if window.batch:
+            bucket = self.stats["by_batch"].setdefault(window.batch, [0, 0.0])
             bucket[0] += self.poll_every
-            bucket[1] += time.perf_counter() - window_started
+            bucket[1] += time.perf_counter() - started
 
-    def _poll(self, firsts: list, decoding: list[Sequence], window: list[torch.Tensor]) -> None:
-        """Read the drawn tokens back (the one host sync of an iteration) and finish what is done."""
+    def _poll(self, window: Window) -> None:
+        """Read a window's tokens back (the one host sync of an iteration) and finish what is done. With overlap,
+        the next window is already on the device: a sequence that finished here drew junk there (it is retired,
+        so that window skips it), and its slot's new owner is prefilled after it in the stream."""
         sched = self.scheduler
         drawn: dict[Sequence, list[int]] = {}
-        for seqs, first in firsts:
+        for seqs, first in window.firsts:
             for seq, token in zip(seqs, first.tolist(), strict=True):
                 drawn[seq] = [token]
-        if window:
-            columns = torch.stack(window, dim=1).tolist()  # [batch, steps]
-            for seq in decoding:
-                drawn.setdefault(seq, []).extend(columns[seq.slot])
+        if window.tokens:
+            columns = torch.stack(window.tokens, dim=1).tolist()  # [batch, steps]
+            for seq, slot in window.rows:
+                if not seq.retired:
+                    drawn.setdefault(seq, []).extend(columns[slot])
         finished = []
         for seq, tokens in drawn.items():
+            if seq.retired:
+                continue
             if seq.cancelled.is_set() or sched.accept(seq, tokens, self.eos, self.stop_hit):
                 finished.append(seq)
             elif seq.stream:
@@ -154,6 +167,7 @@ class DecodeLoop:
                 finished.append(seq)
         if finished:
             for seq in finished:
+                seq.retired = True
                 if seq in sched.waiting:
                     sched.waiting.remove(seq)
                 elif seq.slot >= 0:
@@ -161,7 +175,19 @@ class DecodeLoop:
                 if not seq.cancelled.is_set():
                     self.finish(seq)
             self.runner.park_slots([s.slot for s in finished if s.slot >= 0])
-        moves = sched.compaction()
-        if moves:
-            longest = max(s.length for s in sched.running.values()) + 1
+        moves = sched.compaction(self.runner.batch_bucket)
+        if moves:  # the window in flight (overlap) still writes poll_every positions past what the host knows
+            self.stats["moves"] = self.stats.get("moves", 0) + len(moves)
+            longest = max(s.length for s in sched.running.values()) + 1 + self.poll_every * self.overlap
             self.runner.move([m[0] for m in moves], [m[1] for m in moves], self.runner.kv_bucket(longest))
+
+
+@dataclass
+class Window:
+    """One decode window: the sequences it decodes with the slot each held at launch, the tokens drawn per step
+    (device tensors [batch]), and the first tokens of sequences prefilled just before it."""
+
+    rows: list[tuple[Sequence, int]] = field(default_factory=list)
+    tokens: list[torch.Tensor] = field(default_factory=list)
+    firsts: list[tuple[list[Sequence], torch.Tensor]] = field(default_factory=list)
+    batch: int = 0

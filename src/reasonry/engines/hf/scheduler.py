@@ -2,8 +2,8 @@
 read back from the device mean (end of sequence, length limit, stop string, cancellation).
 
 Slots are handed out lowest first, so the running sequences stay packed at the front and the decode batch
-(the slot prefix up to the highest one in use) stays small; when nothing waits, `compaction` moves the
-highest sequences down into the holes that finished ones left.
+(the slot prefix up to the highest one in use) stays small; when nothing waits and it would shrink the batch,
+`compaction` moves the highest sequences down into the holes that finished ones left.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Sequence:
     finish: str | None = None  # "stop" | "length" once done
     sent: int = 0  # characters already streamed
     cancelled: threading.Event = field(default_factory=threading.Event)
+    retired: bool = False  # finished or cancelled and out of the scheduler; a window still in flight skips it
 
     @property
     def params(self) -> Any:
@@ -117,9 +118,12 @@ class Scheduler:
             seq.finish = "stop"
         return seq.finish is not None
 
-    def compaction(self) -> list[tuple[int, int]]:
-        """(from, to) slot moves that pack the running sequences into the lowest slots; only when none wait."""
+    def compaction(self, bucket: Callable[[int], int]) -> list[tuple[int, int]]:
+        """(from, to) slot moves that pack the running sequences into the lowest slots; only when none wait and
+        packing shrinks the decode batch (`bucket`: highest slot -> batch size)."""
         if self.waiting or self.prefilling or not self.running:
+            return []
+        if bucket(max(self.running)) <= bucket(len(self.running) - 1):
             return []
         moves = []
         while self.free and self.free[0] < max(self.running):
