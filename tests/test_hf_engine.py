@@ -152,3 +152,37 @@ def test_fused_rms_norm_only_where_it_computes_the_same(tiny_model: Path) -> Non
         assert torch.allclose(model(ids).logits, before, atol=1e-5)
         gemma_like = torch.nn.Sequential(OnePlusWeightRMSNorm(8))
         assert fuse_rms_norms(gemma_like) == 0
+
+
+def test_sliding_window_model_decodes_as_transformers(tmp_path: Path) -> None:
+    """A Mistral-style model whose layers see only the last 6 keys: the engine applies the window as transformers
+    does (greedy tokens equal), and the window changes the output (the same weights without it differ)."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from reasonry.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer(tmp_path)
+    prompt = "Find the square root of 156 and write a letter to invite a birthday party, twice."
+    texts = {}
+    for window in (6, None):
+        config = MistralConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256,
+                               num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+                               sliding_window=window, max_position_embeddings=2048,
+                               pad_token_id=tokenizer.pad_token_id)
+        torch.manual_seed(0)
+        model = MistralForCausalLM(config)
+        with torch.no_grad():
+            model.lm_head.weight.normal_(0, 0.25)
+        model.save_pretrained(tmp_path)
+        engine = HFEngine(parse_model_spec(f"hf:{tmp_path}"), batch_size=2, ignore_eos=True)
+        try:
+            params = SamplingParams(max_new_tokens=16, temperature=0, repetition_penalty=1.0)
+            texts[window] = next(iter(engine.generate([Request(key="a", params=params, prompt=prompt)]))).text
+            ids = engine.tokenizer(prompt, return_tensors="pt")
+            with torch.inference_mode():
+                out = engine.model.generate(**ids, max_new_tokens=16, do_sample=False, eos_token_id=None,
+                                            pad_token_id=engine.tokenizer.pad_token_id)
+            assert texts[window] == engine.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        finally:
+            engine.close()
+    assert texts[6] != texts[None]

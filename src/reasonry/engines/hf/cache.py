@@ -111,7 +111,7 @@ def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
     k_flat.index_copy_(0, layout.write, key.transpose(1, 2).reshape(-1, kv_heads, dim))
     v_flat.index_copy_(0, layout.write, value.transpose(1, 2).reshape(-1, kv_heads, dim))
     scale = scaling if scaling is not None else dim ** -0.5
-    window = getattr(module, "sliding_window", None)  # a key is seen while query position - key position < window
+    window = kwargs.get("sliding_window", getattr(module, "sliding_window", None))  # seen: query pos - key pos < window
     if cache.flash:
         packed = query.transpose(1, 2).reshape(-1, heads, dim)
         out = torch.ops.aten._flash_attention_forward(
