@@ -186,3 +186,58 @@ def test_sliding_window_model_decodes_as_transformers(tmp_path: Path) -> None:
         finally:
             engine.close()
     assert texts[6] != texts[None]
+
+
+def test_free_slots_in_a_decode_step_sit_at_position_zero(tiny_model: Path) -> None:
+    """Free slots ride along in a decode step. Their positions must not raise the batch's largest position: RoPE
+    variants pick their scaling from it (longrope switches every row to its long factors past the original
+    context, dynamic NTK rescales), so a free slot at the end of the cache would change every row's output."""
+    engine = HFEngine(parse_model_spec(f"hf:{tiny_model}"), batch_size=4, max_model_len=512)
+    largest: list[int] = []
+    hook = engine.model.register_forward_pre_hook(
+        lambda module, args, kwargs: largest.append(int(kwargs["position_ids"].max())), with_kwargs=True)
+    try:
+        prompts = ["Find the square root of 156.", "hello there cat", "Write a letter to invite a birthday party."]
+        params = SamplingParams(max_new_tokens=10, temperature=0, repetition_penalty=1.0)
+        list(engine.generate([Request(key=str(i), params=params, prompt=p) for i, p in enumerate(prompts)]))
+        longest = max(engine.count_tokens(p) for p in prompts) + 1 + 10
+        assert engine.batch_size == 4 and len(largest) > 5  # three rows: slot 3 rides along in every step
+        assert max(largest) <= longest < engine.kv_cache.max_len - 1
+    finally:
+        hook.remove()
+        engine.close()
+
+
+def test_soft_capped_attention_matches_transformers_eager(tmp_path: Path) -> None:
+    """Gemma 2 caps attention scores (softcap * tanh(s / softcap)); the engine's logits for a prompt equal
+    transformers' eager forward with the cap, and differ from it without the cap."""
+    from transformers import AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM
+
+    from reasonry.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer(tmp_path)
+    config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=2048,
+                          attn_logit_softcapping=2.0, final_logit_softcapping=None, pad_token_id=tokenizer.pad_token_id,
+                          sliding_window=4096)
+    torch.manual_seed(0)
+    model = Gemma2ForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 0.25)
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(20)  # scores well past the cap
+    model.save_pretrained(tmp_path)
+    eager = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    engine = HFEngine(parse_model_spec(f"hf:{tmp_path}"), batch_size=2)
+    try:
+        ids = engine.tokenizer("Write a letter to invite a birthday party. Find the square root")["input_ids"]
+        with torch.inference_mode():
+            ours = engine.loop.runner.prefill([0], [0], [ids])[0]
+            capped = eager(torch.tensor([ids])).logits[0, -1]
+            for layer in eager.model.layers:
+                layer.self_attn.attn_logit_softcapping = None
+            uncapped = eager(torch.tensor([ids])).logits[0, -1]
+        assert torch.allclose(ours, capped, atol=1e-4)
+        assert not torch.allclose(ours, uncapped, atol=1e-2)
+    finally:
+        engine.close()

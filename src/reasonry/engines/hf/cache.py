@@ -118,6 +118,7 @@ def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
             packed, k_flat, v_flat, layout.cu_q, layout.cu_k, layout.max_q, cache.max_len, 0.0, layout.max_q > 1,
             False, scale=scale, seqused_k=layout.used_k, window_size_left=window - 1 if window else None)[0]
         return out.view(batch, q_len, heads, dim), None
+    softcap = kwargs.get("softcap")  # Gemma 2: scores -> softcap * tanh(scores / softcap)
     if layout.spans is None:  # a decode step: row i is slot i, one query each
         keys = k_cache[:batch, : layout.kv_len].transpose(1, 2)  # views, no copy
         values = v_cache[:batch, : layout.kv_len].transpose(1, 2)
@@ -128,8 +129,7 @@ def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
         # Grouped-query attention: a group's query heads along the query axis, so the keys are not repeated.
         groups = heads // kv_heads
         grouped = query.reshape(batch, kv_heads, groups, dim)
-        out = F.scaled_dot_product_attention(grouped, keys, values, scale=scale,
-                                             attn_mask=mask[:, None, None, :].expand(batch, 1, groups, -1))
+        out = _attend(grouped, keys, values, mask[:, None, None, :].expand(batch, 1, groups, -1), scale, softcap)
         return out.reshape(batch, q_len, heads, dim), None
     pieces = []
     for start, end, slot, used in layout.spans:  # prefill: each chunk attends causally to its slot's keys
@@ -137,9 +137,23 @@ def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
         rows = torch.arange(used - (end - start), used, device=query.device)[:, None]
         positions = torch.arange(used, device=query.device)[None, :]
         mask = (positions <= rows) & (positions > rows - window) if window else positions <= rows
-        pieces.append(F.scaled_dot_product_attention(query[:, :, start:end], keys, values, attn_mask=mask,
-                                                     scale=scale, enable_gqa=True))
+        chunk = query[0, :, start:end].reshape(kv_heads, -1, dim)[None]  # [1, kv_heads, groups * tokens, dim]
+        groups = heads // kv_heads
+        out = _attend(chunk, keys, values, mask[None].expand(groups, -1, -1).reshape(1, 1, groups * (end - start), -1),
+                      scale, softcap)
+        pieces.append(out.reshape(1, heads, end - start, dim))
     return torch.cat(pieces, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _attend(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, scale: float,
+            softcap: float | None) -> torch.Tensor:
+    """Masked attention over [rows, kv_heads, queries, dim] and [rows, kv_heads, keys, dim]."""
+    if not softcap:
+        return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=scale)
+    scores = torch.matmul(query, keys.transpose(-1, -2)).float() * scale
+    scores = torch.tanh(scores / softcap) * softcap
+    probs = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1).to(values.dtype)
+    return torch.matmul(probs, values)
 
 
 def attach(model: Any, cache: KVCache) -> None:

@@ -84,6 +84,9 @@ class HFEngine(Engine):
         if slots < 1:
             raise EngineError(f"--model {self.spec}: no memory left for the KV cache of one {self.max_model_len}-token "
                               "sequence; lower --max-model-len")
+        if any(getattr(m, "sinks", None) is not None for m in self.model.modules()):
+            raise EngineError(f"--model {self.spec}: attention sinks (gpt-oss) are not supported by the hf engine; "
+                              "serve it with vllm: or an openai: server")
         self.batch_size = slots
         self.kv_cache = kv.KVCache(config, slots, max_len, dtype, device)
         kv.attach(self.model, self.kv_cache)

@@ -158,7 +158,9 @@ class ModelRunner:
             cu_k=self.cu_k[: batch + 1], used_k=torch.where(active > 0, lens + 1, 1).to(torch.int32), max_q=1,
             kv_len=kv_len)
         try:
-            out = self.model(input_ids=self.tokens[:batch, None], position_ids=lens[:, None],
+            # Parked rows write to the park row but sit at position 0: RoPE variants that pick their scaling from
+            # the batch's largest position (longrope, dynamic) would otherwise rescale every row.
+            out = self.model(input_ids=self.tokens[:batch, None], position_ids=(lens * active)[:, None],
                              attention_mask=self.no_mask, use_cache=False, logits_to_keep=1)
         finally:
             self.cache.layout = None
