@@ -1,12 +1,12 @@
-"""The KV cache: one key and one value tensor per layer, [slots + 1, max_len, kv_heads, head_dim], allocated
-once. Each running sequence owns a slot; the extra last slot is scratch.
+"""The KV cache: one key and one value tensor per layer, [slots, max_len, kv_heads, head_dim], allocated once.
+Each running sequence owns a slot.
 
 The model keeps its own modules (PEFT adapters included): `slot_attention` is registered with transformers'
 AttentionInterface. A forward's queries are a packed list of sequences (a decode step: one token for each of
 `rows` sequences; a prefill: the prompt chunks of several sequences, one after another). Their new keys and
 values go into the slots, and each sequence attends over its own slot's first `used_k` positions only:
 - on a GPU in bf16/fp16, FlashAttention's variable-length kernel reads each sequence's keys in place (the cache
-  flattened to [(slots + 1) * max_len, kv_heads, head_dim], a sequence starting at `slot * max_len`): no
+  flattened to [slots * max_len, kv_heads, head_dim], a sequence starting at `slot * max_len`): no
   padding to the longest row, no key-length buckets, grouped-query attention without repeating the cache;
 - elsewhere (CPU, fp32) `scaled_dot_product_attention` with a mask: one batched call for a decode step, one call
   per sequence for a prefill.
@@ -80,8 +80,8 @@ def flash_usable(config: Any, dtype: torch.dtype, device: torch.device) -> bool:
 class KVCache:
     def __init__(self, config: Any, slots: int, max_len: int, dtype: torch.dtype, device: torch.device) -> None:
         layers, kv_heads, head_dim = kv_shape(config)
-        shape = (slots + 1, max_len, kv_heads, head_dim)
-        self.slots, self.max_len, self.scratch = slots, max_len, slots
+        shape = (slots, max_len, kv_heads, head_dim)
+        self.slots, self.max_len = slots, max_len
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.flash = flash_usable(config, dtype, device)

@@ -37,6 +37,7 @@ class DecodeLoop:
         self.inbox: queue.Queue[Sequence | None] = queue.Queue()
         self.failed: str | None = None
         self.stats: dict[str, Any] = {"prefill_s": 0.0, "decode_s": 0.0, "poll_s": 0.0, "steps": 0, "windows": 0,
+                                      "moves": 0,
                                       "by_batch": {}}  # batch bucket -> [steps, seconds of decode + poll]
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -177,7 +178,7 @@ class DecodeLoop:
             self.runner.park_slots([s.slot for s in finished if s.slot >= 0])
         moves = sched.compaction(self.runner.batch_bucket)
         if moves:  # the window in flight (overlap) still writes poll_every positions past what the host knows
-            self.stats["moves"] = self.stats.get("moves", 0) + len(moves)
+            self.stats["moves"] += len(moves)
             longest = max(s.length for s in sched.running.values()) + 1 + self.poll_every * self.overlap
             self.runner.move([m[0] for m in moves], [m[1] for m in moves], self.runner.kv_bucket(longest))
 
