@@ -7,12 +7,10 @@ twice and a resumed one adds only what it generated; results served from the cac
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from reasonry.store.base import StoreBase
-
-USAGE_FIELDS = ("requests", "failures", "retries", "cached", "prompt_tokens", "completion_tokens", "engine_seconds")
 
 
 @dataclass
@@ -29,6 +27,9 @@ class Usage:
 
     def __bool__(self) -> bool:
         return any(getattr(self, name) for name in USAGE_FIELDS)
+
+
+USAGE_FIELDS = tuple(f.name for f in fields(Usage))  # the ledger's columns, in table order
 
 
 class UsageMixin(StoreBase):
