@@ -92,7 +92,6 @@ class HFEngine(Engine):
         kv.attach(self.model, self.kv_cache)
         if on_gpu:
             torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN plans one kernel per (batch, key length) shape
-        if on_gpu:
             self.fused_norms = fuse_rms_norms(self.model)
         runner = ModelRunner(self.model, self.kv_cache, vocab, graphs=graphs, kv_step=256 if on_gpu else 32)
         started = time.perf_counter()
@@ -100,9 +99,7 @@ class HFEngine(Engine):
         self.capture_s = time.perf_counter() - started
         self.loop = DecodeLoop(runner, Scheduler(slots, chunk_tokens), eos=set(self.eos_ids),
                                poll_every=self.poll_every, prefill_chunks=16 if on_gpu else 2, overlap=self.overlap,
-                               finish=self._finish,
-                               stop_hit=self._stop_hit,
-                               stream_piece=self._stream_piece)
+                               finish=self._finish, stop_hit=self._stop_hit, stream_piece=self._stream_piece)
 
     @property
     def past_end(self) -> int:

@@ -37,8 +37,7 @@ class DecodeLoop:
         self.inbox: queue.Queue[Sequence | None] = queue.Queue()
         self.failed: str | None = None
         self.stats: dict[str, Any] = {"prefill_s": 0.0, "decode_s": 0.0, "poll_s": 0.0, "steps": 0, "windows": 0,
-                                      "moves": 0,
-                                      "by_batch": {}}  # batch bucket -> [steps, seconds of decode + poll]
+                                      "moves": 0, "by_batch": {}}  # by_batch: bucket -> [steps, seconds]
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
