@@ -132,7 +132,7 @@ def test_rows_stop_at_their_eos_and_keep_nothing_after(tiny_model: Path) -> None
 def test_fused_rms_norm_only_where_it_computes_the_same(tiny_model: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from reasonry.engines.hf.runner import fuse_rms_norms
+    from reasonry.engines.hf.fusion import fuse_rms_norms
 
     class OnePlusWeightRMSNorm(torch.nn.Module):  # Gemma's variant: scales by (1 + weight)
         def __init__(self, size: int) -> None:

@@ -15,7 +15,7 @@ values go into the slots, and each sequence attends over its own slot's first `u
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -36,6 +36,7 @@ class Layout:
     max_q: int  # longest query run (1 for a decode step)
     kv_len: int = 0  # masked decode path: keys read per row (>= every used_k)
     spans: list[tuple[int, int, int, int]] | None = None  # masked prefill path: (q_start, q_end, slot, used)
+    memo: dict[str, Any] = field(default_factory=dict)  # values every layer of this forward shares
 
 
 def text_config(model: Any) -> Any:
@@ -97,28 +98,39 @@ class KVCache:
 def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                    attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                    **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """transformers' attention interface: [batch, heads, tokens, dim] in, [batch, tokens, heads, dim] out."""
     cache: KVCache | None = getattr(module, "reasonry_cache", None)
-    layout = cache.layout if cache is not None else None
-    if layout is None:  # a forward outside the engine's loop (model.generate, training): plain SDPA
+    if cache is None or cache.layout is None:  # a forward outside the engine's loop (model.generate, training)
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    batch, heads, q_len, dim = query.shape
-    kv_heads = key.shape[1]
-    k_cache, v_cache = cache.keys[module.layer_idx], cache.values[module.layer_idx]
+    window = kwargs.get("sliding_window", getattr(module, "sliding_window", None))
+    return attend(cache, module.layer_idx, query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
+                  scaling, window, kwargs.get("softcap")), None
+
+
+def attend(cache: KVCache, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+           scaling: float | None, window: int | None, softcap: float | None = None) -> torch.Tensor:
+    """Store the new keys and values of `cache.layout` in layer `layer`'s slots and attend; every tensor is
+    [batch, tokens, heads, dim] (views with any token and head strides). A key is seen by a query `window`
+    positions later at most; `softcap` (Gemma 2): scores -> softcap * tanh(scores / softcap)."""
+    layout = cache.layout
+    assert layout is not None
+    batch, q_len, heads, dim = query.shape
+    kv_heads = key.shape[2]
+    k_cache, v_cache = cache.keys[layer], cache.values[layer]
     k_flat, v_flat = k_cache.view(-1, kv_heads, dim), v_cache.view(-1, kv_heads, dim)
-    k_flat.index_copy_(0, layout.write, key.transpose(1, 2).reshape(-1, kv_heads, dim))
-    v_flat.index_copy_(0, layout.write, value.transpose(1, 2).reshape(-1, kv_heads, dim))
+    k_flat.index_copy_(0, layout.write, key.reshape(-1, kv_heads, dim))
+    v_flat.index_copy_(0, layout.write, value.reshape(-1, kv_heads, dim))
     scale = scaling if scaling is not None else dim ** -0.5
-    window = kwargs.get("sliding_window", getattr(module, "sliding_window", None))  # seen: query pos - key pos < window
     if cache.flash:
-        packed = query.transpose(1, 2).reshape(-1, heads, dim)
         out = torch.ops.aten._flash_attention_forward(
-            packed, k_flat, v_flat, layout.cu_q, layout.cu_k, layout.max_q, cache.max_len, 0.0, layout.max_q > 1,
-            False, scale=scale, seqused_k=layout.used_k, window_size_left=window - 1 if window else None)[0]
-        return out.view(batch, q_len, heads, dim), None
-    softcap = kwargs.get("softcap")  # Gemma 2: scores -> softcap * tanh(scores / softcap)
+            query.reshape(-1, heads, dim), k_flat, v_flat, layout.cu_q, layout.cu_k, layout.max_q, cache.max_len,
+            0.0, layout.max_q > 1, False, scale=scale, seqused_k=layout.used_k,
+            window_size_left=window - 1 if window else None)[0]
+        return out.view(batch, q_len, heads, dim)
+    groups = heads // kv_heads
     if layout.spans is None:  # a decode step: row i is slot i, one query each
         keys = k_cache[:batch, : layout.kv_len].transpose(1, 2)  # views, no copy
         values = v_cache[:batch, : layout.kv_len].transpose(1, 2)
@@ -127,22 +139,20 @@ def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
         if window:
             mask &= positions >= layout.used_k[:, None] - window
         # Grouped-query attention: a group's query heads along the query axis, so the keys are not repeated.
-        groups = heads // kv_heads
         grouped = query.reshape(batch, kv_heads, groups, dim)
         out = _attend(grouped, keys, values, mask[:, None, None, :].expand(batch, 1, groups, -1), scale, softcap)
-        return out.reshape(batch, q_len, heads, dim), None
+        return out.reshape(batch, q_len, heads, dim)
     pieces = []
     for start, end, slot, used in layout.spans:  # prefill: each chunk attends causally to its slot's keys
         keys, values = k_cache[slot, :used].transpose(0, 1)[None], v_cache[slot, :used].transpose(0, 1)[None]
         rows = torch.arange(used - (end - start), used, device=query.device)[:, None]
         positions = torch.arange(used, device=query.device)[None, :]
         mask = (positions <= rows) & (positions > rows - window) if window else positions <= rows
-        chunk = query[0, :, start:end].reshape(kv_heads, -1, dim)[None]  # [1, kv_heads, groups * tokens, dim]
-        groups = heads // kv_heads
+        chunk = query[0, start:end].transpose(0, 1).reshape(kv_heads, -1, dim)[None]  # [1, kv_heads, groups * tokens, dim]
         out = _attend(chunk, keys, values, mask[None].expand(groups, -1, -1).reshape(1, 1, groups * (end - start), -1),
                       scale, softcap)
-        pieces.append(out.reshape(1, heads, end - start, dim))
-    return torch.cat(pieces, dim=2).transpose(1, 2).contiguous(), None
+        pieces.append(out.reshape(heads, end - start, dim))
+    return torch.cat(pieces, dim=1).transpose(0, 1)[None]
 
 
 def _attend(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, scale: float,

@@ -19,31 +19,6 @@ def round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
-def fuse_rms_norms(model: Any) -> int:
-    """Give every RMSNorm module of `model` torch's one-kernel `rms_norm` where that computes what the module's
-    own forward does (checked on the module's weights; a (1 + weight) variant keeps its own); return how many.
-    transformers' RMSNorm is five or six small kernels, run ~57 times per forward of a 28-layer model."""
-    import types
-
-    fused = 0
-    for module in model.modules():
-        weight = getattr(module, "weight", None)
-        eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
-        if not type(module).__name__.endswith("RMSNorm") or weight is None or weight.dim() != 1 or eps is None:
-            continue
-
-        def forward(self: Any, hidden: torch.Tensor, _eps: float = float(eps)) -> torch.Tensor:
-            return torch.nn.functional.rms_norm(hidden, self.weight.shape, self.weight, _eps)
-
-        probe = torch.randn(4, weight.shape[0], device=weight.device, dtype=weight.dtype)
-        with torch.inference_mode():
-            if not torch.allclose(module(probe).float(), forward(module, probe).float(), rtol=0.02, atol=0.02):
-                continue
-        module.forward = types.MethodType(forward, module)
-        fused += 1
-    return fused
-
-
 class ModelRunner:
     def __init__(self, model: Any, cache: KVCache, vocab: int, *, graphs: bool, kv_step: int) -> None:
         self.model, self.cache, self.vocab = model, cache, vocab

@@ -1,0 +1,144 @@
+"""Fewer, larger kernels for the user's model inside the engine. A decode step of a small model is bound by the
+number of kernels it launches (about 35 per layer in transformers' Llama-family code), not by arithmetic, so:
+- RMSNorm modules get torch's one-kernel `rms_norm` (on a GPU, where it computes the same);
+- an MLP's gate and up projections become one matrix product;
+- a Llama-family attention's q, k and v projections become one matrix product, and rotary embeddings of the
+  queries and keys are applied together in three kernels instead of ten, on the engine's own attention.
+
+Each replacement keeps the module's parameters (the separate weights become views of the joined one) and is made
+only where it computes what the module's own forward does: norms and MLPs are checked on the module's weights;
+attention is replaced only for the architectures listed in `ATTENTION` and only for plain `nn.Linear`
+projections (a PEFT-wrapped or quantized layer keeps its own forward). Outside the engine's loop (model.generate,
+training) a replaced attention runs its own forward.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from reasonry.engines.hf.cache import KVCache, attend
+
+ATTENTION = {"LlamaAttention", "MistralAttention", "Qwen2Attention", "Qwen3Attention"}
+
+
+def fuse_rms_norms(model: Any) -> int:
+    """Give every RMSNorm module of `model` torch's one-kernel `rms_norm` where that computes what the module's
+    own forward does (checked on the module's weights; a (1 + weight) variant keeps its own); return how many."""
+    fused = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+        if not type(module).__name__.endswith("RMSNorm") or weight is None or weight.dim() != 1 or eps is None:
+            continue
+
+        def forward(self: Any, hidden: torch.Tensor, _eps: float = float(eps)) -> torch.Tensor:
+            return F.rms_norm(hidden, self.weight.shape, self.weight, _eps)
+
+        fused += _replace_if_equal(module, forward, weight.shape[0])
+    return fused
+
+
+def fuse_mlps(model: Any) -> int:
+    """One product for the gate and up projections of every `down(act(gate(x)) * up(x))` MLP; return how many."""
+    fused = 0
+    for module in model.modules():
+        parts = [getattr(module, name, None) for name in ("gate_proj", "up_proj", "down_proj")]
+        if not all(_plain(p) for p in parts) or not callable(getattr(module, "act_fn", None)):
+            continue
+        module.reasonry_gate_up = _join(parts[:2])
+
+        def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+            gate, up = F.linear(x, *self.reasonry_gate_up).chunk(2, dim=-1)
+            return self.down_proj(self.act_fn(gate) * up)
+
+        fused += _replace_if_equal(module, forward, parts[0].in_features)
+    return fused
+
+
+def fuse_attention(model: Any, cache: KVCache) -> int:
+    """One product for q, k and v and joint rotary embeddings in every attention module of the architectures in
+    `ATTENTION`, attending through `cache`; return how many."""
+    fused = 0
+    for module in model.modules():
+        name = type(module).__name__
+        projections = [getattr(module, p, None) for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
+        if name not in ATTENTION or not all(_plain(p) for p in projections) or not hasattr(module, "layer_idx"):
+            continue
+        head_dim = module.head_dim
+        module.reasonry_heads = (projections[0].out_features // head_dim, projections[1].out_features // head_dim)
+        module.reasonry_qkv = _join(projections[:3])
+        module.reasonry_window = getattr(module.config if name == "MistralAttention" else module, "sliding_window", None)
+        module.reasonry_cache = cache
+        module.reasonry_stock = module.forward
+        module.forward = types.MethodType(_attention_forward, module)
+        fused += 1
+    return fused
+
+
+def _attention_forward(self: Any, hidden_states: torch.Tensor, position_embeddings: Any = None,
+                       attention_mask: torch.Tensor | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    cache: KVCache = self.reasonry_cache
+    if cache.layout is None or position_embeddings is None:
+        return self.reasonry_stock(hidden_states=hidden_states, position_embeddings=position_embeddings,
+                                   attention_mask=attention_mask, **kwargs)
+    shape = hidden_states.shape[:-1]
+    q_heads, kv_heads = self.reasonry_heads
+    qkv = F.linear(hidden_states, *self.reasonry_qkv).view(*shape, -1, self.head_dim)
+    cos, sin = position_embeddings
+    if hasattr(self, "q_norm"):  # Qwen 3 normalises each head's query and key before the rotation
+        query, key, value = qkv.split([q_heads, kv_heads, kv_heads], dim=-2)
+        query, key = rotate(self.q_norm(query), cos, sin, cache), rotate(self.k_norm(key), cos, sin, cache)
+    else:
+        query, key = rotate(qkv[..., : q_heads + kv_heads, :], cos, sin, cache).split([q_heads, kv_heads], dim=-2)
+        value = qkv[..., q_heads + kv_heads:, :]
+    out = attend(cache, self.layer_idx, query, key, value, self.scaling, self.reasonry_window)
+    return self.o_proj(out.reshape(*shape, -1)), None
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """transformers' rotary embedding (rotate-half layout) of `x` [..., heads, dim] by `cos`, `sin` [..., dim]:
+    x * cos + rotate_half(x) * sin, where rotate_half(x) * sin = swap_halves(x) * (sin with its first half
+    negated); the signed sin is made once per forward (kept in the cache's layout)."""
+    half = x.shape[-1] // 2
+    memo = cache.layout.memo if cache.layout is not None else {}
+    if memo.get("sin") is not sin:
+        memo["sin"], memo["signed"] = sin, torch.cat((-sin[..., :half], sin[..., half:]), dim=-1).unsqueeze(-2)
+    swapped = torch.cat((x[..., half:], x[..., :half]), dim=-1)
+    return torch.addcmul(x * cos.unsqueeze(-2), swapped, memo["signed"])
+
+
+def _plain(module: Any) -> bool:
+    return type(module) is torch.nn.Linear and not hasattr(module, "_hf_hook")
+
+
+def _join(linears: list[torch.nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One weight (and bias) for `linears` side by side; each module's own parameters become views of it."""
+    weight = torch.cat([linear.weight.detach() for linear in linears])
+    biases = [linear.bias for linear in linears]
+    bias = torch.cat([b.detach() for b in biases]) if all(b is not None for b in biases) else None
+    if any(b is not None for b in biases) and bias is None:
+        bias = torch.cat([b.detach() if b is not None else weight.new_zeros(linear.out_features)
+                          for b, linear in zip(biases, linears, strict=True)])
+    start = 0
+    for linear in linears:
+        end = start + linear.out_features
+        linear.weight.data = weight[start:end]
+        if linear.bias is not None:
+            linear.bias.data = bias[start:end]
+        start = end
+    return weight, bias
+
+
+def _replace_if_equal(module: Any, forward: Any, width: int) -> int:
+    """Swap `module`'s forward for `forward` if both agree on a random probe; 1 if swapped."""
+    weight = next(module.parameters())
+    probe = torch.randn(4, width, device=weight.device, dtype=weight.dtype)
+    with torch.inference_mode():
+        if not torch.allclose(module(probe).float(), forward(module, probe).float(), rtol=0.02, atol=0.02):
+            return 0
+    module.forward = types.MethodType(forward, module)
+    return 1

@@ -1,0 +1,104 @@
+"""The engine's kernel fusions compute what the model's own modules compute: joined q/k/v and gate/up products,
+joint rotary embeddings, for each architecture they are made for, and nothing where they do not apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from reasonry.config import SamplingParams, parse_model_spec
+from reasonry.engines.base import Request
+from reasonry.engines.hf import HFEngine
+
+PROMPTS = ["Find the square root of 156.", "hello there cat", "Write a letter to invite a birthday party. " * 3]
+
+
+def _tiny(arch: str, folder: Path) -> Path:
+    import transformers
+
+    from reasonry.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer(folder)
+    config = getattr(transformers, f"{arch}Config")(
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id, **({"attention_bias": True} if arch == "Llama" else {}))
+    torch.manual_seed(0)
+    model = getattr(transformers, f"{arch}ForCausalLM")(config)
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 0.25)
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):
+                parameter.normal_(0, 0.5)  # biases the joined product must carry
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("arch", ["Llama", "Qwen2", "Qwen3", "Mistral"])
+def test_fused_layers_decode_as_transformers(arch: str, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    folder = _tiny(arch, tmp_path)
+    engine = HFEngine(parse_model_spec(f"hf:{folder}"), batch_size=4, ignore_eos=True)
+    try:
+        assert engine.fused == {"mlp": 2, "attention": 2}
+        params = SamplingParams(max_new_tokens=16, temperature=0, repetition_penalty=1.0)
+        ours = {r.key: r.text for r in engine.generate(
+            [Request(key=str(i), params=params, prompt=p) for i, p in enumerate(PROMPTS)])}
+        reference = AutoModelForCausalLM.from_pretrained(folder).eval()  # its own, unfused modules
+        for i, prompt in enumerate(PROMPTS):
+            ids = engine.tokenizer(prompt, return_tensors="pt")
+            with torch.inference_mode():
+                out = reference.generate(**ids, max_new_tokens=16, do_sample=False, eos_token_id=None,
+                                         pad_token_id=engine.tokenizer.pad_token_id)
+                again = engine.model.generate(**ids, max_new_tokens=16, do_sample=False, eos_token_id=None,
+                                              pad_token_id=engine.tokenizer.pad_token_id)
+            assert ours[str(i)] == engine.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+            assert torch.equal(again, out)  # outside the loop the fused model runs its own forward
+    finally:
+        engine.close()
+
+
+def test_joint_rotation_is_transformers_rotary() -> None:
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    from reasonry.engines.hf.cache import KVCache, Layout
+    from reasonry.engines.hf.fusion import rotate
+
+    generator = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 5, 4, 32, generator=generator), torch.randn(2, 5, 2, 32, generator=generator)
+    angles = torch.randn(2, 5, 16, generator=generator)
+    cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
+    cache = KVCache.__new__(KVCache)
+    cache.layout = Layout(write=torch.zeros(1), cu_q=torch.zeros(1), cu_k=torch.zeros(1), used_k=torch.zeros(1), max_q=1)
+    joint = rotate(torch.cat([q, k], dim=2), cos, sin, cache)
+    theirs_q, theirs_k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+    assert torch.allclose(joint[:, :, :4], theirs_q.transpose(1, 2), atol=1e-6)
+    assert torch.allclose(joint[:, :, 4:], theirs_k.transpose(1, 2), atol=1e-6)
+
+
+def test_modules_the_fusions_do_not_fit_keep_their_own_forward(tiny_model: Path, tiny_adapter: Path) -> None:
+    from reasonry.engines.hf.fusion import fuse_mlps
+
+    adapted = HFEngine(parse_model_spec(f"hf:{tiny_model}+{tiny_adapter}"))
+    try:  # LoRA wraps q_proj and v_proj: attention keeps its forward, the plain MLPs are still joined
+        assert adapted.fused["attention"] == 0 and adapted.fused["mlp"] > 0
+    finally:
+        adapted.close()
+
+    class SwappedMLP(torch.nn.Module):  # the same parts, another formula: act(up(x)) * gate(x)
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate_proj, self.up_proj = torch.nn.Linear(8, 16, bias=False), torch.nn.Linear(8, 16, bias=False)
+            self.down_proj, self.act_fn = torch.nn.Linear(16, 8, bias=False), torch.nn.SiLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.down_proj(self.act_fn(self.up_proj(x)) * self.gate_proj(x))
+
+    module = SwappedMLP()
+    x = torch.randn(3, 8)
+    before = module(x)
+    assert fuse_mlps(module) == 0
+    assert torch.allclose(module(x), before)
