@@ -102,3 +102,37 @@ def test_modules_the_fusions_do_not_fit_keep_their_own_forward(tiny_model: Path,
     before = module(x)
     assert fuse_mlps(module) == 0
     assert torch.allclose(module(x), before)
+
+
+def test_gpu_kernels_compute_the_torch_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Triton kernels (run by Triton's interpreter on the CPU): rotated queries returned, rotated keys and the
+    values written to their cache rows and nowhere else, silu(gate) * up, as transformers computes them."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    from reasonry.engines.hf import kernels
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    kernels._triton.cache_clear()
+    try:
+        generator = torch.Generator().manual_seed(0)
+        tokens, q_heads, kv_heads, dim = 5, 4, 2, 32
+        qkv = torch.randn(tokens, (q_heads + 2 * kv_heads) * dim, generator=generator)
+        angles = torch.randn(tokens, dim // 2, generator=generator) * 3
+        cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
+        k_cache, v_cache = torch.zeros(20, kv_heads, dim), torch.zeros(20, kv_heads, dim)
+        write = torch.tensor([3, 7, 11, 0, 19])
+        queries = kernels.rope_store(qkv, cos, sin, write, k_cache, v_cache, q_heads, kv_heads)
+        heads = qkv.view(tokens, -1, dim)
+        want_q, want_k = apply_rotary_pos_emb(heads[None, :, :q_heads].transpose(1, 2),
+                                              heads[None, :, q_heads:q_heads + kv_heads].transpose(1, 2), cos[None], sin[None])
+        assert torch.allclose(queries, want_q[0].transpose(0, 1), atol=1e-5)
+        assert torch.allclose(k_cache[write], want_k[0].transpose(0, 1), atol=1e-5)
+        assert torch.equal(v_cache[write], heads[:, q_heads + kv_heads:])
+        untouched = torch.ones(20, dtype=torch.bool)
+        untouched[write] = False
+        assert not k_cache[untouched].any() and not v_cache[untouched].any()
+        gate_up = torch.randn(3, 2, 2 * 1500, generator=generator)  # 1500: two blocks, the second partly masked
+        expected = torch.nn.functional.silu(gate_up[..., :1500]) * gate_up[..., 1500:]
+        assert torch.allclose(kernels.silu_mul(gate_up), expected, atol=1e-5)
+    finally:
+        kernels._triton.cache_clear()

@@ -188,10 +188,13 @@ def test_blockwise_top_k_equals_torch_topk() -> None:
     from reasonry.engines.hf.sampling import blockwise_topk
 
     logits = torch.randn(6, 10_000, generator=torch.Generator().manual_seed(0))
-    values, indices = blockwise_topk(logits, 50, 1024)  # 9 blocks and a 784-wide tail
-    expected_values, expected_indices = torch.topk(logits, 50)
-    assert torch.equal(values, expected_values)
-    assert torch.equal(indices, expected_indices)
+    logits[0, 640:690] += 10  # one row's 50 largest all in one block, another's spread one per block
+    logits[1, torch.arange(50) * 64 + 3] += 10
+    for width in (64, 150):  # 156 blocks and a 16-wide tail; 66 blocks and a 100-wide tail
+        values, indices = blockwise_topk(logits, 50, width)
+        expected_values, expected_indices = torch.topk(logits, 50)
+        assert torch.equal(values, expected_values)
+        assert torch.equal(indices, expected_indices)
 
 
 @pytest.mark.parametrize("overlap", [False, True])

@@ -110,19 +110,20 @@ def slot_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tens
                   scaling, window, kwargs.get("softcap")), None
 
 
-def attend(cache: KVCache, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+def attend(cache: KVCache, layer: int, query: torch.Tensor, key: torch.Tensor | None, value: torch.Tensor | None,
            scaling: float | None, window: int | None, softcap: float | None = None) -> torch.Tensor:
-    """Store the new keys and values of `cache.layout` in layer `layer`'s slots and attend; every tensor is
-    [batch, tokens, heads, dim] (views with any token and head strides). A key is seen by a query `window`
-    positions later at most; `softcap` (Gemma 2): scores -> softcap * tanh(scores / softcap)."""
+    """Store the new keys and values of `cache.layout` in layer `layer`'s slots (None: already stored) and
+    attend; every tensor is [batch, tokens, heads, dim] (views with any token and head strides). A key is seen
+    by a query `window` positions later at most; `softcap` (Gemma 2): scores -> softcap * tanh(scores / softcap)."""
     layout = cache.layout
     assert layout is not None
     batch, q_len, heads, dim = query.shape
-    kv_heads = key.shape[2]
     k_cache, v_cache = cache.keys[layer], cache.values[layer]
+    kv_heads = k_cache.shape[2]
     k_flat, v_flat = k_cache.view(-1, kv_heads, dim), v_cache.view(-1, kv_heads, dim)
-    k_flat.index_copy_(0, layout.write, key.reshape(-1, kv_heads, dim))
-    v_flat.index_copy_(0, layout.write, value.reshape(-1, kv_heads, dim))
+    if key is not None and value is not None:
+        k_flat.index_copy_(0, layout.write, key.reshape(-1, kv_heads, dim))
+        v_flat.index_copy_(0, layout.write, value.reshape(-1, kv_heads, dim))
     scale = scaling if scaling is not None else dim ** -0.5
     if cache.flash:
         out = torch.ops.aten._flash_attention_forward(

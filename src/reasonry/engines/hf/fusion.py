@@ -3,7 +3,9 @@ number of kernels it launches (about 35 per layer in transformers' Llama-family 
 - RMSNorm modules get torch's one-kernel `rms_norm` (on a GPU, where it computes the same);
 - an MLP's gate and up projections become one matrix product;
 - a Llama-family attention's q, k and v projections become one matrix product, and rotary embeddings of the
-  queries and keys are applied together in three kernels instead of ten, on the engine's own attention.
+  queries and keys are applied together in three kernels instead of ten, on the engine's own attention;
+- on a GPU, Triton kernels (kernels.py) do the rotation and the KV-cache writes in one launch, and silu(gate) * up
+  in one.
 
 Each replacement keeps the module's parameters (the separate weights become views of the joined one) and is made
 only where it computes what the module's own forward does: norms and MLPs are checked on the module's weights;
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from reasonry.engines.hf import kernels
 from reasonry.engines.hf.cache import KVCache, attend
 
 ATTENTION = {"LlamaAttention", "MistralAttention", "Qwen2Attention", "Qwen3Attention"}
@@ -50,9 +53,13 @@ def fuse_mlps(model: Any) -> int:
         if not all(_plain(p) for p in parts) or not callable(getattr(module, "act_fn", None)):
             continue
         module.reasonry_gate_up = _join(parts[:2])
+        module.reasonry_silu = type(module.act_fn).__name__ in ("SiLU", "SiLUActivation")
 
         def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
-            gate, up = F.linear(x, *self.reasonry_gate_up).chunk(2, dim=-1)
+            gate_up = F.linear(x, *self.reasonry_gate_up)
+            if self.reasonry_silu and kernels.usable(gate_up):
+                return self.down_proj(kernels.silu_mul(gate_up))
+            gate, up = gate_up.chunk(2, dim=-1)
             return self.down_proj(self.act_fn(gate) * up)
 
         fused += _replace_if_equal(module, forward, parts[0].in_features)
@@ -89,6 +96,14 @@ def _attention_forward(self: Any, hidden_states: torch.Tensor, position_embeddin
     q_heads, kv_heads = self.reasonry_heads
     qkv = F.linear(hidden_states, *self.reasonry_qkv).view(*shape, -1, self.head_dim)
     cos, sin = position_embeddings
+    if not hasattr(self, "q_norm") and cache.flash and kernels.usable(qkv, self.head_dim):
+        rows = qkv.view(-1, qkv.shape[-2] * self.head_dim)
+        layer = self.layer_idx
+        query = kernels.rope_store(rows, cos.reshape(rows.shape[0], -1), sin.reshape(rows.shape[0], -1),
+                                   cache.layout.write, cache.keys[layer], cache.values[layer], q_heads, kv_heads)
+        out = attend(cache, layer, query.view(*shape, q_heads, self.head_dim), None, None, self.scaling,
+                     self.reasonry_window)
+        return self.o_proj(out.reshape(*shape, -1)), None
     if hasattr(self, "q_norm"):  # Qwen 3 normalises each head's query and key before the rotation
         query, key, value = qkv.split([q_heads, kv_heads, kv_heads], dim=-2)
         query, key = rotate(self.q_norm(query), cos, sin, cache), rotate(self.k_norm(key), cos, sin, cache)

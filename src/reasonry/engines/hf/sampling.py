@@ -90,22 +90,24 @@ def sample(logits: torch.Tensor, history: torch.Tensor | None, rows: RowParams, 
     return torch.where(rows.temperature > 0, sampled, logits.argmax(dim=-1)) if plan.argmax else sampled
 
 
-def top_candidates(logits: torch.Tensor, k: int, width: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """`torch.topk(logits, k)`: sorted, descending. On a GPU with a large vocabulary in two passes (the top k of
-    each `width`-wide block, then the top k of those), which is faster there than one pass over the whole row;
-    on a CPU one pass is faster."""
-    if logits.device.type != "cuda" or logits.shape[1] // width < 4 or k > width // 4:
+def top_candidates(logits: torch.Tensor, k: int, width: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """`torch.topk(logits, k)`: sorted, descending. On a GPU with a large vocabulary through block maxima (see
+    `blockwise_topk`), which there is ~8x faster than one top-k pass over [512, 151936]; on a CPU one pass."""
+    if logits.device.type != "cuda" or k * width * 4 > logits.shape[1]:
         return torch.topk(logits, k, dim=-1)
     return blockwise_topk(logits, k, width)
 
 
 def blockwise_topk(logits: torch.Tensor, k: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest of each row among the `width`-wide blocks with the k largest maxima (and the tail past the
+    last whole block): every block holding one of a row's k largest values has a maximum at least as large as
+    the k-th, and at most k blocks do, so those blocks are among the k with the largest maxima."""
     rows, vocab = logits.shape
     blocks = vocab // width
     head = logits[:, : blocks * width].view(rows, blocks, width)
-    values, indices = torch.topk(head, k, dim=-1)
-    indices = indices + (torch.arange(blocks, device=logits.device) * width)[None, :, None]
-    values, indices = values.view(rows, -1), indices.view(rows, -1)
+    chosen = head.amax(dim=-1).topk(k, dim=-1).indices  # [rows, k]
+    values = head.gather(1, chosen[:, :, None].expand(rows, k, width)).view(rows, k * width)
+    indices = (chosen[:, :, None] * width + torch.arange(width, device=logits.device)).view(rows, k * width)
     if blocks * width < vocab:
         tail = torch.arange(blocks * width, vocab, device=logits.device)
         values = torch.cat([values, logits[:, blocks * width:]], dim=1)

@@ -1,0 +1,98 @@
+"""Two Triton kernels for the engine on a GPU, each doing in one launch what takes several torch kernels:
+- `rope_store`: rotary embeddings of a packed q/k/v projection's queries and keys, the rotated keys and the
+  values written straight into their KV-cache rows (replaces 3 rotary kernels and 2 cache writes per layer);
+- `silu_mul`: silu(gate) * up of a joined gate/up projection (replaces 2).
+Both compute in float32 and round once. Used only where `usable` says so (CUDA, Triton importable, a power-of-two
+head size); REASONRY_KERNELS=torch turns them off, for comparison.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import torch
+
+
+@functools.cache
+def _triton() -> Any:
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        return None
+
+    @triton.jit
+    def rope_store_kernel(qkv, cos, sin, write, q_out, k_cache, v_cache, qkv_stride, cos_stride,
+                          Q_HEADS: tl.constexpr, KV_HEADS: tl.constexpr, HALF: tl.constexpr):
+        token = tl.program_id(0)
+        head = tl.program_id(1)
+        offs = tl.arange(0, HALF)
+        source = qkv + token.to(tl.int64) * qkv_stride + head * 2 * HALF
+        x1 = tl.load(source + offs).to(tl.float32)
+        x2 = tl.load(source + HALF + offs).to(tl.float32)
+        if head < Q_HEADS + KV_HEADS:
+            angle = token.to(tl.int64) * cos_stride
+            c1 = tl.load(cos + angle + offs).to(tl.float32)
+            c2 = tl.load(cos + angle + HALF + offs).to(tl.float32)
+            s1 = tl.load(sin + angle + offs).to(tl.float32)
+            s2 = tl.load(sin + angle + HALF + offs).to(tl.float32)
+            y1 = x1 * c1 - x2 * s1
+            y2 = x2 * c2 + x1 * s2
+            if head < Q_HEADS:
+                target = q_out + (token.to(tl.int64) * Q_HEADS + head) * 2 * HALF
+            else:
+                row = tl.load(write + token)
+                target = k_cache + (row * KV_HEADS + head - Q_HEADS) * 2 * HALF
+            tl.store(target + offs, y1.to(target.dtype.element_ty))
+            tl.store(target + HALF + offs, y2.to(target.dtype.element_ty))
+        else:
+            row = tl.load(write + token)
+            target = v_cache + (row * KV_HEADS + head - Q_HEADS - KV_HEADS) * 2 * HALF
+            tl.store(target + offs, x1.to(target.dtype.element_ty))
+            tl.store(target + HALF + offs, x2.to(target.dtype.element_ty))
+
+    @triton.jit
+    def silu_mul_kernel(gate_up, out, width, BLOCK: tl.constexpr):
+        token = tl.program_id(0).to(tl.int64)
+        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        inside = offs < width
+        gate = tl.load(gate_up + token * 2 * width + offs, mask=inside).to(tl.float32)
+        up = tl.load(gate_up + token * 2 * width + width + offs, mask=inside).to(tl.float32)
+        value = gate / (1.0 + tl.exp(-gate)) * up
+        tl.store(out + token * width + offs, value.to(out.dtype.element_ty), mask=inside)
+
+    return triton, rope_store_kernel, silu_mul_kernel
+
+
+def usable(tensor: torch.Tensor, head_dim: int | None = None) -> bool:
+    if not tensor.is_cuda or os.environ.get("REASONRY_KERNELS", "triton") != "triton" or _triton() is None:
+        return False
+    return head_dim is None or (head_dim >= 16 and head_dim & (head_dim - 1) == 0)
+
+
+def rope_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, write: torch.Tensor, k_cache: torch.Tensor,
+               v_cache: torch.Tensor, q_heads: int, kv_heads: int) -> torch.Tensor:
+    """`qkv` [tokens, (q_heads + 2 kv_heads) * dim] (rows contiguous), `cos`/`sin` [tokens, dim] (transformers'
+    rotate-half layout), `write` [tokens] flat cache rows; returns the rotated queries [tokens, q_heads, dim]."""
+    _, kernel, _ = _triton()
+    tokens = qkv.shape[0]
+    dim = k_cache.shape[-1]
+    queries = torch.empty((tokens, q_heads, dim), dtype=qkv.dtype, device=qkv.device)
+    if tokens:
+        kernel[(tokens, q_heads + 2 * kv_heads)](qkv, cos, sin, write, queries, k_cache, v_cache, qkv.stride(0),
+                                                  cos.stride(0), Q_HEADS=q_heads, KV_HEADS=kv_heads, HALF=dim // 2)
+    return queries
+
+
+def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up for `gate_up` [..., 2 * width] (gate first), contiguous."""
+    triton, _, kernel = _triton()
+    width = gate_up.shape[-1] // 2
+    flat = gate_up.reshape(-1, 2 * width)
+    out = torch.empty((flat.shape[0], width), dtype=gate_up.dtype, device=gate_up.device)
+    block = 1024
+    if flat.shape[0]:
+        kernel[(flat.shape[0], triton.cdiv(width, block))](flat, out, width, BLOCK=block)
+    return out.view(*gate_up.shape[:-1], width)
