@@ -43,7 +43,7 @@ def test_fused_layers_decode_as_transformers(arch: str, tmp_path: Path) -> None:
     folder = _tiny(arch, tmp_path)
     engine = HFEngine(parse_model_spec(f"hf:{folder}"), batch_size=4, ignore_eos=True)
     try:
-        assert engine.fused == {"mlp": 2, "attention": 2}
+        assert engine.fused == {"mlp": 2, "attention": 2, "layers": 0}  # layers: GPU only
         params = SamplingParams(max_new_tokens=16, temperature=0, repetition_penalty=1.0)
         ours = {r.key: r.text for r in engine.generate(
             [Request(key=str(i), params=params, prompt=p) for i, p in enumerate(PROMPTS)])}
@@ -104,35 +104,28 @@ def test_modules_the_fusions_do_not_fit_keep_their_own_forward(tiny_model: Path,
     assert torch.allclose(module(x), before)
 
 
-def test_gpu_kernels_compute_the_torch_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+def _interpreted(check: str, *args: str) -> None:
+    """Run `tests/kernel_checks.py check` in a fresh interpreter with Triton's CPU interpreter on (it must be on
+    before Triton is first imported)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    script = Path(__file__).with_name("kernel_checks.py")
+    done = subprocess.run([sys.executable, str(script), check, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert done.stdout.strip().endswith(f"{check}: ok")
+
+
+def test_gpu_kernels_compute_the_torch_layers() -> None:
     """The Triton kernels (run by Triton's interpreter on the CPU): rotated queries returned, rotated keys and the
-    values written to their cache rows and nowhere else, silu(gate) * up, as transformers computes them."""
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+    values written to their cache rows and nowhere else, silu(gate) * up, add + RMSNorm, as transformers computes
+    them."""
+    _interpreted("kernels")
 
-    from reasonry.engines.hf import kernels
 
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    kernels._triton.cache_clear()
-    try:
-        generator = torch.Generator().manual_seed(0)
-        tokens, q_heads, kv_heads, dim = 5, 4, 2, 32
-        qkv = torch.randn(tokens, (q_heads + 2 * kv_heads) * dim, generator=generator)
-        angles = torch.randn(tokens, dim // 2, generator=generator) * 3
-        cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
-        k_cache, v_cache = torch.zeros(20, kv_heads, dim), torch.zeros(20, kv_heads, dim)
-        write = torch.tensor([3, 7, 11, 0, 19])
-        queries = kernels.rope_store(qkv, cos, sin, write, k_cache, v_cache, q_heads, kv_heads)
-        heads = qkv.view(tokens, -1, dim)
-        want_q, want_k = apply_rotary_pos_emb(heads[None, :, :q_heads].transpose(1, 2),
-                                              heads[None, :, q_heads:q_heads + kv_heads].transpose(1, 2), cos[None], sin[None])
-        assert torch.allclose(queries, want_q[0].transpose(0, 1), atol=1e-5)
-        assert torch.allclose(k_cache[write], want_k[0].transpose(0, 1), atol=1e-5)
-        assert torch.equal(v_cache[write], heads[:, q_heads + kv_heads:])
-        untouched = torch.ones(20, dtype=torch.bool)
-        untouched[write] = False
-        assert not k_cache[untouched].any() and not v_cache[untouched].any()
-        gate_up = torch.randn(3, 2, 2 * 1500, generator=generator)  # 1500: two blocks, the second partly masked
-        expected = torch.nn.functional.silu(gate_up[..., :1500]) * gate_up[..., 1500:]
-        assert torch.allclose(kernels.silu_mul(gate_up), expected, atol=1e-5)
-    finally:
-        kernels._triton.cache_clear()
+def test_decoder_layers_with_gpu_kernels_decode_as_transformers(tmp_path: Path) -> None:
+    """The engine with its GPU kernels turned on (Triton's interpreter, CPU): the decoder layers' joined add and
+    norm and the MLPs' silu * up give transformers' greedy tokens."""
+    _interpreted("layers", str(_tiny("Qwen2", tmp_path)))

@@ -12,7 +12,7 @@ from typing import Any
 from reasonry.config import HFOptions, ModelSpec
 from reasonry.engines.base import Engine, Request, Result, check_local_path
 from reasonry.engines.hf import cache as kv
-from reasonry.engines.hf.fusion import fuse_attention, fuse_mlps, fuse_rms_norms
+from reasonry.engines.hf.fusion import fuse_attention, fuse_decoder_layers, fuse_mlps, fuse_rms_norms
 from reasonry.engines.hf.loop import DecodeLoop, LoopFailed
 from reasonry.engines.hf.runner import ModelRunner, round_up
 from reasonry.engines.hf.sampling import request_seed
@@ -95,6 +95,7 @@ class HFEngine(Engine):
             torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN plans one kernel per (batch, key length) shape
             self.fused_norms = fuse_rms_norms(self.model)
         self.fused = {"mlp": fuse_mlps(self.model), "attention": fuse_attention(self.model, self.kv_cache)}
+        self.fused["layers"] = fuse_decoder_layers(self.model)
         runner = ModelRunner(self.model, self.kv_cache, vocab, graphs=graphs, kv_step=256 if on_gpu else 32)
         started = time.perf_counter()
         runner.capture()

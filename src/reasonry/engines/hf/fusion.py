@@ -4,8 +4,8 @@ number of kernels it launches (about 35 per layer in transformers' Llama-family 
 - an MLP's gate and up projections become one matrix product;
 - a Llama-family attention's q, k and v projections become one matrix product, and rotary embeddings of the
   queries and keys are applied together in three kernels instead of ten, on the engine's own attention;
-- on a GPU, Triton kernels (kernels.py) do the rotation and the KV-cache writes in one launch, and silu(gate) * up
-  in one.
+- on a GPU, Triton kernels (kernels.py) do the rotation and the KV-cache writes in one launch, silu(gate) * up in
+  one, and a decoder layer's residual add after attention with the RMSNorm that follows it in one.
 
 Each replacement keeps the module's parameters (the separate weights become views of the joined one) and is made
 only where it computes what the module's own forward does: norms and MLPs are checked on the module's weights;
@@ -84,6 +84,42 @@ def fuse_attention(model: Any, cache: KVCache) -> int:
         module.forward = types.MethodType(_attention_forward, module)
         fused += 1
     return fused
+
+
+def fuse_decoder_layers(model: Any) -> int:
+    """On a GPU with Triton: one kernel for the residual add after attention and the norm after it, in decoder
+    layers whose attention `fuse_attention` replaced and whose forward is transformers' pre-norm layer returning
+    a tensor (checked on its source and, for the norm, on a probe); return how many."""
+    import inspect
+
+    fused = 0
+    for module in model.modules():
+        attention, norm = getattr(module, "self_attn", None), getattr(module, "post_attention_layernorm", None)
+        if not hasattr(attention, "reasonry_stock") or norm is None or not hasattr(module, "input_layernorm"):
+            continue
+        weight = getattr(norm, "weight", None)
+        eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
+        source = inspect.getsource(type(module).forward)
+        if weight is None or eps is None or not kernels.usable(weight) or "return hidden_states\n" not in source:
+            continue
+        probe = torch.randn(2, 4, weight.shape[0], device=weight.device, dtype=weight.dtype)
+        with torch.inference_mode():
+            total, normed = kernels.add_rms_norm(probe[0], probe[1], weight, float(eps))
+            if not torch.allclose(normed.float(), norm(probe[0] + probe[1]).float(), rtol=0.02, atol=0.02):
+                continue
+        module.reasonry_eps = float(eps)
+        module.reasonry_stock = module.forward
+        module.forward = types.MethodType(_layer_forward, module)
+        fused += 1
+    return fused
+
+
+def _layer_forward(self: Any, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    if args or self.self_attn.reasonry_cache.layout is None:
+        return self.reasonry_stock(hidden_states, *args, **kwargs)
+    attended, _ = self.self_attn(hidden_states=self.input_layernorm(hidden_states), **kwargs)
+    hidden, normed = kernels.add_rms_norm(attended, hidden_states, self.post_attention_layernorm.weight, self.reasonry_eps)
+    return hidden + self.mlp(normed)
 
 
 def _attention_forward(self: Any, hidden_states: torch.Tensor, position_embeddings: Any = None,

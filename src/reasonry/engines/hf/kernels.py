@@ -1,8 +1,9 @@
-"""Two Triton kernels for the engine on a GPU, each doing in one launch what takes several torch kernels:
+"""Triton kernels for the engine on a GPU, each doing in one launch what takes several torch kernels:
 - `rope_store`: rotary embeddings of a packed q/k/v projection's queries and keys, the rotated keys and the
   values written straight into their KV-cache rows (replaces 3 rotary kernels and 2 cache writes per layer);
-- `silu_mul`: silu(gate) * up of a joined gate/up projection (replaces 2).
-Both compute in float32 and round once. Used only where `usable` says so (CUDA, Triton importable, a power-of-two
+- `silu_mul`: silu(gate) * up of a joined gate/up projection (replaces 2);
+- `add_rms_norm`: a residual add and the RMSNorm after it (replaces 2).
+All compute in float32 and round once. Used only where `usable` says so (CUDA, Triton importable, a power-of-two
 head size); REASONRY_KERNELS=torch turns them off, for comparison.
 """
 
@@ -63,7 +64,20 @@ def _triton() -> Any:
         value = gate / (1.0 + tl.exp(-gate)) * up
         tl.store(out + token * width + offs, value.to(out.dtype.element_ty), mask=inside)
 
-    return triton, rope_store_kernel, silu_mul_kernel
+    @triton.jit
+    def add_rms_norm_kernel(x, residual, weight, total, normed, width, eps, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64) * width
+        offs = tl.arange(0, BLOCK)
+        inside = offs < width
+        value = tl.load(x + row + offs, mask=inside).to(tl.float32) + tl.load(residual + row + offs, mask=inside).to(tl.float32)
+        value = value.to(total.dtype.element_ty)  # the residual stream keeps the model's precision, as in torch
+        tl.store(total + row + offs, value, mask=inside)
+        value = value.to(tl.float32)
+        scaled = (value * tl.rsqrt(tl.sum(value * value, axis=0) / width + eps)).to(normed.dtype.element_ty)
+        result = tl.load(weight + offs, mask=inside).to(tl.float32) * scaled.to(tl.float32)
+        tl.store(normed + row + offs, result.to(normed.dtype.element_ty), mask=inside)
+
+    return triton, rope_store_kernel, silu_mul_kernel, add_rms_norm_kernel
 
 
 def usable(tensor: torch.Tensor, head_dim: int | None = None) -> bool:
@@ -76,7 +90,7 @@ def rope_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, write: t
                v_cache: torch.Tensor, q_heads: int, kv_heads: int) -> torch.Tensor:
     """`qkv` [tokens, (q_heads + 2 kv_heads) * dim] (rows contiguous), `cos`/`sin` [tokens, dim] (transformers'
     rotate-half layout), `write` [tokens] flat cache rows; returns the rotated queries [tokens, q_heads, dim]."""
-    _, kernel, _ = _triton()
+    _, kernel, _, _ = _triton()
     tokens = qkv.shape[0]
     dim = k_cache.shape[-1]
     queries = torch.empty((tokens, q_heads, dim), dtype=qkv.dtype, device=qkv.device)
@@ -88,7 +102,7 @@ def rope_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, write: t
 
 def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
     """silu(gate) * up for `gate_up` [..., 2 * width] (gate first), contiguous."""
-    triton, _, kernel = _triton()
+    triton, _, kernel, _ = _triton()
     width = gate_up.shape[-1] // 2
     flat = gate_up.reshape(-1, 2 * width)
     out = torch.empty((flat.shape[0], width), dtype=gate_up.dtype, device=gate_up.device)
@@ -96,3 +110,15 @@ def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
     if flat.shape[0]:
         kernel[(flat.shape[0], triton.cdiv(width, block))](flat, out, width, BLOCK=block)
     return out.view(*gate_up.shape[:-1], width)
+
+
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x + residual, rms_norm(x + residual) * weight) for contiguous [..., width] tensors, transformers' RMSNorm
+    (normalised in float32, rounded, then scaled)."""
+    triton, _, _, kernel = _triton()
+    width = x.shape[-1]
+    total, normed = torch.empty_like(x), torch.empty_like(x)
+    rows = x.numel() // width
+    if rows:
+        kernel[(rows,)](x, residual, weight, total, normed, width, eps, BLOCK=triton.next_power_of_2(width))
+    return total, normed
