@@ -7,6 +7,7 @@ TRITON_INTERPRET=1 (Triton's CPU interpreter must be on before Triton is first i
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
@@ -52,18 +53,21 @@ def layers(folder: str) -> None:
     from reasonry.engines.base import Request
     from reasonry.engines.hf import HFEngine, kernels
 
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_fusion import drawn_tokens
+
     kernels.usable = lambda tensor, head_dim=None: True  # the interpreter runs them on CPU tensors
     engine = HFEngine(parse_model_spec(f"hf:{folder}"), batch_size=2, ignore_eos=True)
     prompt = "Find the square root of 156."
     try:
         assert engine.fused == {"mlp": 2, "attention": 2, "layers": 2}, engine.fused
         params = SamplingParams(max_new_tokens=8, temperature=0, repetition_penalty=1.0)
-        ours = next(iter(engine.generate([Request(key="a", params=params, prompt=prompt)]))).text
+        ours = drawn_tokens(engine, [Request(key="a", params=params, prompt=prompt)])["a"]
         ids = engine.tokenizer(prompt, return_tensors="pt")
         with torch.inference_mode():
             out = AutoModelForCausalLM.from_pretrained(folder).eval().generate(
                 **ids, max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=engine.tokenizer.pad_token_id)
-        theirs = engine.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        theirs = out[0, ids["input_ids"].shape[1]:].tolist()
         assert ours == theirs, (ours, theirs)
     finally:
         engine.close()
