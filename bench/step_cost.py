@@ -59,6 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", default="512,64,8")
     parser.add_argument("--kv", type=int, default=256)
+    parser.add_argument("--attention", default="", help="batch:kv,... forward only, flash vs masked SDPA")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp()) / "m"
@@ -82,6 +83,17 @@ def main() -> None:
             print(f"\nbatch {batch}, kv {args.kv}")
             for name, ms in row.items():
                 print(f"  {name:40} {ms:8.3f} ms")
+        for pair in filter(None, args.attention.split(",")):
+            batch, kv = (int(x) for x in pair.split(":"))
+            report[f"forward b{batch} kv{kv}"] = row = {}
+            for flash in (True, False):
+                runner.cache.flash = flash
+                runner._graphs.clear()
+                runner._pool = torch.cuda.graph_pool_handle()
+                runner.active[:batch] = 1
+                runner.lens[:batch] = kv - 1
+                row["flash" if flash else "sdpa"] = gpu_ms(runner._graph(batch, kv)[0].replay)
+            print(f"forward b{batch} kv{kv}: " + ", ".join(f"{k} {v:.3f} ms" for k, v in row.items()))
     engine.close()
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))

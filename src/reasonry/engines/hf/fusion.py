@@ -87,39 +87,65 @@ def fuse_attention(model: Any, cache: KVCache) -> int:
 
 
 def fuse_decoder_layers(model: Any) -> int:
-    """On a GPU with Triton: one kernel for the residual add after attention and the norm after it, in decoder
-    layers whose attention `fuse_attention` replaced and whose forward is transformers' pre-norm layer returning
-    a tensor (checked on its source and, for the norm, on a probe); return how many."""
+    """On a GPU with Triton: one kernel for each residual add and the norm after it, in decoder layers whose
+    attention `fuse_attention` replaced and whose forward is transformers' pre-norm layer returning a tensor
+    (checked on its source and, for both norms, on a probe); return how many.
+
+    Between two such layers of one stack the add of the first layer's MLP output joins the second layer's input
+    norm: the first returns its MLP output alone and leaves the residual stream in the forward's layout memo,
+    where the second takes it (so inside the engine's forward a layer's return value is not the hidden state)."""
     import inspect
 
     fused = 0
-    for module in model.modules():
-        attention, norm = getattr(module, "self_attn", None), getattr(module, "post_attention_layernorm", None)
-        if not hasattr(attention, "reasonry_stock") or norm is None or not hasattr(module, "input_layernorm"):
-            continue
-        weight = getattr(norm, "weight", None)
-        eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
-        source = inspect.getsource(type(module).forward)
-        if weight is None or eps is None or not kernels.usable(weight) or "return hidden_states\n" not in source:
-            continue
-        probe = torch.randn(2, 4, weight.shape[0], device=weight.device, dtype=weight.dtype)
-        with torch.inference_mode():
-            total, normed = kernels.add_rms_norm(probe[0], probe[1], weight, float(eps))
-            if not torch.allclose(normed.float(), norm(probe[0] + probe[1]).float(), rtol=0.02, atol=0.02):
+    for stack in [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]:
+        chained = [_fusable_layer(layer, inspect) for layer in stack]
+        for i, layer in enumerate(stack):
+            if not chained[i]:
                 continue
-        module.reasonry_eps = float(eps)
-        module.reasonry_stock = module.forward
-        module.forward = types.MethodType(_layer_forward, module)
-        fused += 1
+            layer.reasonry_takes = i > 0 and chained[i - 1]
+            layer.reasonry_passes = i + 1 < len(stack) and chained[i + 1]
+            layer.reasonry_stock = layer.forward
+            layer.forward = types.MethodType(_layer_forward, layer)
+            fused += 1
     return fused
 
 
+def _fusable_layer(module: Any, inspect: Any) -> bool:
+    attention = getattr(module, "self_attn", None)
+    norms = [getattr(module, name, None) for name in ("input_layernorm", "post_attention_layernorm")]
+    if not hasattr(attention, "reasonry_stock") or any(getattr(n, "weight", None) is None for n in norms):
+        return False
+    if "return hidden_states\n" not in inspect.getsource(type(module).forward) or not kernels.usable(norms[0].weight):
+        return False
+    epsilons = [getattr(n, "variance_epsilon", getattr(n, "eps", None)) for n in norms]
+    if None in epsilons:
+        return False
+    probe = torch.randn(2, 4, norms[0].weight.shape[0], device=norms[0].weight.device, dtype=norms[0].weight.dtype)
+    with torch.inference_mode():
+        for norm, eps in zip(norms, epsilons, strict=True):
+            _, normed = kernels.add_rms_norm(probe[0], probe[1], norm.weight, float(eps))
+            if not torch.allclose(normed.float(), norm(probe[0] + probe[1]).float(), rtol=0.02, atol=0.02):
+                return False
+    module.reasonry_eps = [float(eps) for eps in epsilons]
+    return True
+
+
 def _layer_forward(self: Any, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    if args or self.self_attn.reasonry_cache.layout is None:
-        return self.reasonry_stock(hidden_states, *args, **kwargs)
-    attended, _ = self.self_attn(hidden_states=self.input_layernorm(hidden_states), **kwargs)
-    hidden, normed = kernels.add_rms_norm(attended, hidden_states, self.post_attention_layernorm.weight, self.reasonry_eps)
-    return hidden + self.mlp(normed)
+    layout = self.self_attn.reasonry_cache.layout
+    carried = layout.memo.pop("residual", None) if layout is not None and self.reasonry_takes else None
+    if args or layout is None:
+        return self.reasonry_stock(hidden_states if carried is None else hidden_states + carried, *args, **kwargs)
+    if carried is None:
+        residual, normed = hidden_states, self.input_layernorm(hidden_states)
+    else:  # hidden_states is the previous layer's MLP output
+        residual, normed = kernels.add_rms_norm(hidden_states, carried, self.input_layernorm.weight, self.reasonry_eps[0])
+    attended, _ = self.self_attn(hidden_states=normed, **kwargs)
+    hidden, normed = kernels.add_rms_norm(attended, residual, self.post_attention_layernorm.weight, self.reasonry_eps[1])
+    out = self.mlp(normed)
+    if self.reasonry_passes:
+        layout.memo["residual"] = hidden
+        return out
+    return hidden + out
 
 
 def _attention_forward(self: Any, hidden_states: torch.Tensor, position_embeddings: Any = None,
