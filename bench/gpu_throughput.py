@@ -245,21 +245,11 @@ def ceiling(engine, kv_lens: list[int]) -> dict:
             runner._pool = torch.cuda.graph_pool_handle()  # captures into a used pool trip the allocator
             runner.active[:batch] = 1
             for kv_len in kv_lens:
-                runner.lens[:batch] = kv_len - 1
-                graph, _ = runner._graph(batch, kv_len)
-                for _ in range(3):
-                    graph.replay()
-                seconds, _ = timed(lambda g=graph: [g.replay() for _ in range(20)])
                 name = f"kv{kv_len}" if flash == default else f"kv{kv_len}_{'flash' if flash else 'sdpa'}"
-                out[name] = {"step_ms": seconds / 20 * 1e3, "tok_s": batch * 20 / seconds}
+                out[name] = _replayed(runner, batch, kv_len)
             if flash == default:  # the fixed cost of a step: small batches (the tail of variable work)
                 for small in (8, 64):
-                    runner.lens[:small] = 383
-                    graph, _ = runner._graph(small, 384)
-                    for _ in range(3):
-                        graph.replay()
-                    seconds, _ = timed(lambda g=graph: [g.replay() for _ in range(20)])
-                    out[f"b{small}_kv384"] = {"step_ms": seconds / 20 * 1e3, "tok_s": small * 20 / seconds}
+                    out[f"b{small}_kv384"] = _replayed(runner, small, 384)
         cache.flash = default
         # the same steps through the model's own modules (the engine's fusions undone): transformers' forward
         patched = {m: m.__dict__.pop("forward") for m in runner.model.modules() if "forward" in m.__dict__}
@@ -267,19 +257,24 @@ def ceiling(engine, kv_lens: list[int]) -> dict:
             runner._graphs.clear()
             runner._pool = torch.cuda.graph_pool_handle()
             for small, kv_len in ((batch, 256), (batch, 384), (8, 384)):
-                runner.lens[:small] = kv_len - 1
-                graph, _ = runner._graph(small, kv_len)
-                for _ in range(3):
-                    graph.replay()
-                seconds, _ = timed(lambda g=graph: [g.replay() for _ in range(20)])
                 name = f"stock_kv{kv_len}" if small == batch else f"stock_b{small}_kv{kv_len}"
-                out[name] = {"step_ms": seconds / 20 * 1e3, "tok_s": small * 20 / seconds}
+                out[name] = _replayed(runner, small, kv_len)
         finally:
             for module, forward in patched.items():
                 module.forward = forward
         runner.lens.copy_(saved[0])
         runner.active.copy_(saved[1])
     return out
+
+
+def _replayed(runner, rows: int, kv_len: int) -> dict:
+    """A decode graph of `rows` rows, each at `kv_len` keys: milliseconds per replay and tokens per second."""
+    runner.lens[:rows] = kv_len - 1
+    graph, _ = runner._graph(rows, kv_len)
+    for _ in range(3):
+        graph.replay()
+    seconds, _ = timed(lambda: [graph.replay() for _ in range(20)])
+    return {"step_ms": seconds / 20 * 1e3, "tok_s": rows * 20 / seconds}
 
 
 def copy_bandwidth() -> float:
