@@ -57,8 +57,16 @@ def layers(folder: str) -> None:
     from test_fusion import drawn_tokens
 
     kernels.usable = lambda tensor, head_dim=None: True  # the interpreter runs them on CPU tensors
-    engine = HFEngine(parse_model_spec(f"hf:{folder}"), batch_size=2, ignore_eos=True)
-    prompt = "Find the square root of 156."
+    calls = {"rope_store": 0}
+    rope_store = kernels.rope_store
+
+    def counted(*args, **kwargs):
+        calls["rope_store"] += 1
+        return rope_store(*args, **kwargs)
+
+    kernels.rope_store = counted
+    engine = HFEngine(parse_model_spec(f"hf:{folder}"), device="cpu", batch_size=2, ignore_eos=True)
+    prompt = "Find the square root of 156. Write a letter to invite a birthday party."
     try:
         assert engine.fused == {"mlp": 2, "attention": 2, "layers": 2}, engine.fused
         params = SamplingParams(max_new_tokens=8, temperature=0, repetition_penalty=1.0)
@@ -69,6 +77,7 @@ def layers(folder: str) -> None:
                 **ids, max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=engine.tokenizer.pad_token_id)
         theirs = out[0, ids["input_ids"].shape[1]:].tolist()
         assert ours == theirs, (ours, theirs)
+        assert calls["rope_store"] >= 2 * 8, calls  # every layer of the prefill and of each decode step
     finally:
         engine.close()
 

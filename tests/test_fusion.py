@@ -33,16 +33,19 @@ def drawn_tokens(engine: HFEngine, requests: list[Request]) -> dict[str, list[in
 
 
 def _tiny(arch: str, folder: Path) -> Path:
+    """A 2-layer model whose layers move the greedy tokens: large weights, random biases and norm weights, and
+    (Mistral, Qwen2, Qwen3) a 6-token sliding window on a layer."""
     import transformers
 
     from reasonry.tiny import build_tokenizer
 
     tokenizer = build_tokenizer(folder)
+    extra = {"Llama": {"attention_bias": True}, "Mistral": {"sliding_window": 6}}.get(
+        arch, {"use_sliding_window": True, "sliding_window": 6, "max_window_layers": 1})
     config = getattr(transformers, f"{arch}Config")(
         vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=2048,
-        pad_token_id=tokenizer.pad_token_id, initializer_range=0.2,  # layers that move the greedy tokens
-        **({"attention_bias": True} if arch == "Llama" else {}))
+        pad_token_id=tokenizer.pad_token_id, initializer_range=0.2, **extra)
     torch.manual_seed(0)
     model = getattr(transformers, f"{arch}ForCausalLM")(config)
     with torch.no_grad():
@@ -50,6 +53,8 @@ def _tiny(arch: str, folder: Path) -> Path:
         for name, parameter in model.named_parameters():
             if name.endswith("bias"):
                 parameter.normal_(0, 0.5)  # biases the joined product must carry
+            elif "norm" in name:
+                parameter.uniform_(0.5, 1.5)  # norm weights the fused norms must apply, each its own
     model.save_pretrained(folder)
     return folder
 
@@ -59,7 +64,7 @@ def test_fused_layers_decode_as_transformers(arch: str, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     folder = _tiny(arch, tmp_path)
-    engine = HFEngine(parse_model_spec(f"hf:{folder}"), batch_size=4, ignore_eos=True)
+    engine = HFEngine(parse_model_spec(f"hf:{folder}"), device="cpu", batch_size=4, ignore_eos=True)
     try:
         assert engine.fused == {"mlp": 2, "attention": 2, "layers": 0}  # layers: GPU only
         params = SamplingParams(max_new_tokens=16, temperature=0, repetition_penalty=1.0)
@@ -97,9 +102,11 @@ def test_joint_rotation_is_transformers_rotary() -> None:
 
 
 def test_modules_the_fusions_do_not_fit_keep_their_own_forward(tiny_model: Path, tiny_adapter: Path) -> None:
+    from types import SimpleNamespace
+
     from reasonry.engines.hf.fusion import fuse_mlps
 
-    adapted = HFEngine(parse_model_spec(f"hf:{tiny_model}+{tiny_adapter}"))
+    adapted = HFEngine(parse_model_spec(f"hf:{tiny_model}+{tiny_adapter}"), device="cpu")
     try:  # LoRA wraps q_proj and v_proj: attention keeps its forward, the plain MLPs are still joined
         assert adapted.fused["attention"] == 0 and adapted.fused["mlp"] > 0
     finally:
@@ -114,11 +121,18 @@ def test_modules_the_fusions_do_not_fit_keep_their_own_forward(tiny_model: Path,
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.down_proj(self.act_fn(self.up_proj(x)) * self.gate_proj(x))
 
-    module = SwappedMLP()
-    x = torch.randn(3, 8)
-    before = module(x)
-    assert fuse_mlps(module) == 0
-    assert torch.allclose(module(x), before)
+    outside = SimpleNamespace(layout=None)  # a cache whose engine is not running a forward
+    assert fuse_mlps(SwappedMLP(), outside) == 0
+
+    class PlainMLP(SwappedMLP):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+    module = PlainMLP()
+    assert fuse_mlps(module, outside) == 1
+    module.double()  # outside the engine the module's own forward runs: no stale joined weight
+    x = torch.randn(3, 8, dtype=torch.float64)
+    assert torch.allclose(module(x), PlainMLP.forward(module, x))
 
 
 def _interpreted(check: str, *args: str) -> None:
@@ -139,10 +153,14 @@ def test_gpu_kernels_compute_the_torch_layers() -> None:
     """The Triton kernels (run by Triton's interpreter on the CPU): rotated queries returned, rotated keys and the
     values written to their cache rows and nowhere else, silu(gate) * up, add + RMSNorm, as transformers computes
     them."""
+    pytest.importorskip("triton")
     _interpreted("kernels")
 
 
-def test_decoder_layers_with_gpu_kernels_decode_as_transformers(tmp_path: Path) -> None:
-    """The engine with its GPU kernels turned on (Triton's interpreter, CPU): the decoder layers' joined add and
-    norm and the MLPs' silu * up give transformers' greedy tokens."""
-    _interpreted("layers", str(_tiny("Qwen2", tmp_path)))
+@pytest.mark.parametrize("arch", ["Qwen2", "Llama"])
+def test_decoder_layers_with_gpu_kernels_decode_as_transformers(arch: str, tmp_path: Path) -> None:
+    """The engine with its GPU kernels turned on (Triton's interpreter, CPU): rotation + KV-cache writes, the
+    MLPs' silu * up and the decoder layers' joined adds and norms give transformers' greedy tokens (Qwen2 with a
+    sliding-window layer and q/k/v biases, Llama with attention biases)."""
+    pytest.importorskip("triton")
+    _interpreted("layers", str(_tiny(arch, tmp_path)))

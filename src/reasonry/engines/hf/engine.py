@@ -94,7 +94,7 @@ class HFEngine(Engine):
         if on_gpu:
             torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN plans one kernel per (batch, key length) shape
             self.fused_norms = fuse_rms_norms(self.model)
-        self.fused = {"mlp": fuse_mlps(self.model), "attention": fuse_attention(self.model, self.kv_cache)}
+        self.fused = {"mlp": fuse_mlps(self.model, self.kv_cache), "attention": fuse_attention(self.model, self.kv_cache)}
         self.fused["layers"] = fuse_decoder_layers(self.model)
         runner = ModelRunner(self.model, self.kv_cache, vocab, graphs=graphs, kv_step=256 if on_gpu else 32)
         started = time.perf_counter()

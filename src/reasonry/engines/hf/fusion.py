@@ -11,7 +11,7 @@ Each replacement keeps the module's parameters (the separate weights become view
 only where it computes what the module's own forward does: norms and MLPs are checked on the module's weights;
 attention is replaced only for the architectures listed in `ATTENTION` and only for plain `nn.Linear`
 projections (a PEFT-wrapped or quantized layer keeps its own forward). Outside the engine's loop (model.generate,
-training) a replaced attention runs its own forward.
+training) replaced attention, MLP and decoder-layer modules run their own forward.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ def fuse_rms_norms(model: Any) -> int:
     return fused
 
 
-def fuse_mlps(model: Any) -> int:
-    """One product for the gate and up projections of every `down(act(gate(x)) * up(x))` MLP; return how many."""
+def fuse_mlps(model: Any, cache: KVCache) -> int:
+    """One product for the gate and up projections of every `down(act(gate(x)) * up(x))` MLP, inside the
+    engine's forwards on `cache`; return how many."""
     fused = 0
     for module in model.modules():
         parts = [getattr(module, name, None) for name in ("gate_proj", "up_proj", "down_proj")]
@@ -54,16 +55,23 @@ def fuse_mlps(model: Any) -> int:
             continue
         module.reasonry_gate_up = _join(parts[:2])
         module.reasonry_silu = type(module.act_fn).__name__ in ("SiLU", "SiLUActivation")
-
-        def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
-            gate_up = F.linear(x, *self.reasonry_gate_up)
-            if self.reasonry_silu and kernels.usable(gate_up):
-                return self.down_proj(kernels.silu_mul(gate_up))
-            gate, up = gate_up.chunk(2, dim=-1)
-            return self.down_proj(self.act_fn(gate) * up)
-
-        fused += _replace_if_equal(module, forward, parts[0].in_features)
+        module.reasonry_cache = cache
+        fused += _replace_if_equal(module, _joined_mlp, parts[0].in_features, _mlp_forward)
     return fused
+
+
+def _joined_mlp(self: Any, x: torch.Tensor) -> torch.Tensor:
+    gate_up = F.linear(x, *self.reasonry_gate_up)
+    if self.reasonry_silu and kernels.usable(gate_up):
+        return self.down_proj(kernels.silu_mul(gate_up))
+    gate, up = gate_up.chunk(2, dim=-1)
+    return self.down_proj(self.act_fn(gate) * up)
+
+
+def _mlp_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    if self.reasonry_cache.layout is None:  # outside the engine (training, model.to(), adapters added later)
+        return type(self).forward(self, x)
+    return _joined_mlp(self, x)
 
 
 def fuse_attention(model: Any, cache: KVCache) -> int:
@@ -93,39 +101,46 @@ def fuse_decoder_layers(model: Any) -> int:
 
     Between two such layers of one stack the add of the first layer's MLP output joins the second layer's input
     norm: the first returns its MLP output alone and leaves the residual stream in the forward's layout memo,
-    where the second takes it (so inside the engine's forward a layer's return value is not the hidden state)."""
-    import inspect
-
+    where the second takes it (so inside the engine's forward a layer's return value is not the hidden state).
+    Only the first `num_hidden_layers` of a stack are fused: the ones transformers runs."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     fused = 0
     for stack in [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]:
-        chained = [_fusable_layer(layer, inspect) for layer in stack]
+        count = min(len(stack), getattr(config, "num_hidden_layers", None) or len(stack))
+        chained = [i < count and _fusable_layer(layer) for i, layer in enumerate(stack)]
         for i, layer in enumerate(stack):
             if not chained[i]:
                 continue
             layer.reasonry_takes = i > 0 and chained[i - 1]
-            layer.reasonry_passes = i + 1 < len(stack) and chained[i + 1]
+            layer.reasonry_passes = i + 1 < count and chained[i + 1]
             layer.reasonry_stock = layer.forward
             layer.forward = types.MethodType(_layer_forward, layer)
             fused += 1
     return fused
 
 
-def _fusable_layer(module: Any, inspect: Any) -> bool:
+def _fusable_layer(module: Any) -> bool:
+    import inspect
+
     attention = getattr(module, "self_attn", None)
     norms = [getattr(module, name, None) for name in ("input_layernorm", "post_attention_layernorm")]
     if not hasattr(attention, "reasonry_stock") or any(getattr(n, "weight", None) is None for n in norms):
         return False
-    if "return hidden_states\n" not in inspect.getsource(type(module).forward) or not kernels.usable(norms[0].weight):
-        return False
     epsilons = [getattr(n, "variance_epsilon", getattr(n, "eps", None)) for n in norms]
-    if None in epsilons:
+    if None in epsilons or not kernels.usable(norms[0].weight):
         return False
-    probe = torch.randn(2, 4, norms[0].weight.shape[0], device=norms[0].weight.device, dtype=norms[0].weight.dtype)
-    with torch.inference_mode():
-        for norm, eps in zip(norms, epsilons, strict=True):
-            _, normed = kernels.add_rms_norm(probe[0], probe[1], norm.weight, float(eps))
-            if not torch.allclose(normed.float(), norm(probe[0] + probe[1]).float(), rtol=0.02, atol=0.02):
-                return False
+    try:
+        if "return hidden_states\n" not in inspect.getsource(type(module).forward):
+            return False
+        weight = norms[0].weight
+        probe = torch.randn(2, 4, weight.shape[0], device=weight.device, dtype=weight.dtype)
+        with torch.inference_mode():
+            for norm, eps in zip(norms, epsilons, strict=True):
+                _, normed = kernels.add_rms_norm(probe[0], probe[1], norm.weight, float(eps))
+                if not torch.allclose(normed.float(), norm(probe[0] + probe[1]).float(), rtol=0.02, atol=0.02):
+                    return False
+    except Exception:  # no source to read, a kernel that does not build: the layer keeps its own forward
+        return False
     module.reasonry_eps = [float(eps) for eps in epsilons]
     return True
 
@@ -158,7 +173,7 @@ def _attention_forward(self: Any, hidden_states: torch.Tensor, position_embeddin
     q_heads, kv_heads = self.reasonry_heads
     qkv = F.linear(hidden_states, *self.reasonry_qkv).view(*shape, -1, self.head_dim)
     cos, sin = position_embeddings
-    if not hasattr(self, "q_norm") and cache.flash and kernels.usable(qkv, self.head_dim):
+    if not hasattr(self, "q_norm") and kernels.usable(qkv, self.head_dim):
         rows = qkv.view(-1, qkv.shape[-2] * self.head_dim)
         layer = self.layer_idx
         query = kernels.rope_store(rows, cos.reshape(rows.shape[0], -1), sin.reshape(rows.shape[0], -1),
@@ -210,12 +225,16 @@ def _join(linears: list[torch.nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | 
     return weight, bias
 
 
-def _replace_if_equal(module: Any, forward: Any, width: int) -> int:
-    """Swap `module`'s forward for `forward` if both agree on a random probe; 1 if swapped."""
+def _replace_if_equal(module: Any, computed: Any, width: int, forward: Any = None) -> int:
+    """Make `forward` (default: `computed`) `module`'s forward if `computed` and the module's own forward agree on
+    a random probe; 1 if replaced."""
     weight = next(module.parameters())
     probe = torch.randn(4, width, device=weight.device, dtype=weight.dtype)
-    with torch.inference_mode():
-        if not torch.allclose(module(probe).float(), forward(module, probe).float(), rtol=0.02, atol=0.02):
-            return 0
-    module.forward = types.MethodType(forward, module)
+    try:
+        with torch.inference_mode():
+            if not torch.allclose(module(probe).float(), computed(module, probe).float(), rtol=0.02, atol=0.02):
+                return 0
+    except Exception:  # a kernel that does not build here: keep the module's own forward
+        return 0
+    module.forward = types.MethodType(forward or computed, module)
     return 1

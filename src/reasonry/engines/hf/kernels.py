@@ -10,6 +10,7 @@ head size); REASONRY_KERNELS=torch turns them off, for comparison.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from typing import Any
 
@@ -81,9 +82,30 @@ def _triton() -> Any:
 
 
 def usable(tensor: torch.Tensor, head_dim: int | None = None) -> bool:
-    if not tensor.is_cuda or os.environ.get("REASONRY_KERNELS", "triton") != "triton" or _triton() is None:
+    if not tensor.is_cuda or os.environ.get("REASONRY_KERNELS", "triton") != "triton" or not _builds(tensor.device):
         return False
     return head_dim is None or (head_dim >= 16 and head_dim & (head_dim - 1) == 0)
+
+
+@functools.cache
+def _builds(device: torch.device) -> bool:
+    """Triton is importable and its kernels compile and run here (a missing compiler fails at the first launch);
+    if not, the engine runs the torch code and says why once."""
+    if _triton() is None:
+        return False
+    try:
+        x = torch.ones(2, 128, device=device)
+        silu_mul(x)
+        add_rms_norm(x, x, x[0], 1e-6)
+        cache = torch.zeros(1, 1, 128, device=device)
+        rope_store(torch.ones(1, 3 * 128, device=device), x[:1], x[:1], torch.zeros(1, dtype=torch.long, device=device),
+                   cache, cache.clone(), 1, 1)
+        torch.cuda.synchronize(device)
+    except Exception as exc:
+        logging.getLogger(__name__).warning("Triton kernels off (%s: %s); the engine runs torch kernels",
+                                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        return False
+    return True
 
 
 def rope_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, write: torch.Tensor, k_cache: torch.Tensor,
