@@ -2,7 +2,10 @@
 
 Every token the engine draws greedily (FlashAttention varlen, packed chunked prefill, CUDA graphs) must be the
 argmax of transformers' logits for the same prefix, up to bf16 noise: its logit within `--tolerance` of the top.
-Wrong keys (another row's, stale positions, a missing chunk) move logits by far more than that.
+Wrong keys (another row's, stale positions, a missing chunk) move logits by far more than that. The reference is
+the same model outside the engine's loop, where its modules run their own forwards. Then the seed's sampling runs
+once through the CUDA graphs and once through eager steps: every row must draw the same tokens. On a GPU the check
+also fails if the Triton kernels are not in use (REASONRY_KERNELS=torch turns that part off).
 
     python bench/gpu_check.py
 """
@@ -10,6 +13,7 @@ Wrong keys (another row's, stale positions, a missing chunk) move logits by far 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -64,8 +68,27 @@ def main() -> None:
         off += int(gap > args.tolerance)
     engine.close()
     print(f"gpu_check: {len(prompts)} prompts (5..{5 + 9 * (len(prompts) - 1)} words), {checked} tokens; "
-          f"largest gap to transformers' argmax logit {worst:.3f}; rows over {args.tolerance}: {off}")
-    sys.exit(1 if off else 0)
+          f"largest gap to transformers' argmax logit {worst:.3f}; rows over {args.tolerance}: {off}; "
+          f"fused {engine.fused}")
+    # The seed's sampling through the graphs and through eager steps: the same kernels, so the same tokens.
+    sampled = SamplingParams(max_new_tokens=40, temperature=0.3, top_p=0.9, top_k=50, repetition_penalty=1.1)
+    runs = []
+    for graphs in (True, False):
+        drawn.clear()
+        engine = HFEngine(parse_model_spec(f"hf:{folder}"), batch_size=16, max_batch_tokens=300, ignore_eos=True,
+                          cuda_graphs=graphs)
+        finish = engine.loop.finish
+        engine.loop.finish = record
+        list(engine.generate([Request(key=str(i), params=sampled, prompt=p) for i, p in enumerate(prompts)]))
+        engine.close()
+        runs.append({key: out for key, (_, out) in drawn.items()})
+    same = sum(runs[0][key] == runs[1][key] for key in runs[0])
+    print(f"gpu_check: sampled rows identical with and without CUDA graphs: {same} of {len(runs[0])}")
+    kernels_off = torch.cuda.is_available() and os.environ.get("REASONRY_KERNELS", "triton") == "triton" and \
+        engine.fused.get("layers") != config.num_hidden_layers
+    if kernels_off:
+        print("gpu_check: the Triton kernels are not in use (see the warning above)")
+    sys.exit(1 if off or kernels_off or same < len(runs[0]) else 0)
 
 
 if __name__ == "__main__":
