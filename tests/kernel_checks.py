@@ -68,7 +68,7 @@ def layers(folder: str) -> None:
     engine = HFEngine(parse_model_spec(f"hf:{folder}"), device="cpu", batch_size=2, ignore_eos=True)
     prompt = "Find the square root of 156. Write a letter to invite a birthday party."
     try:
-        assert engine.fused == {"mlp": 2, "attention": 2, "layers": 2}, engine.fused
+        assert engine.fused == {"norms": 0, "mlp": 2, "attention": 2, "layers": 2}, engine.fused
         params = SamplingParams(max_new_tokens=8, temperature=0, repetition_penalty=1.0)
         ours = drawn_tokens(engine, [Request(key="a", params=params, prompt=prompt)])["a"]
         ids = engine.tokenizer(prompt, return_tensors="pt")

@@ -93,9 +93,9 @@ class HFEngine(Engine):
         kv.attach(self.model, self.kv_cache)
         if on_gpu:
             torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN plans one kernel per (batch, key length) shape
-            self.fused_norms = fuse_rms_norms(self.model)
-        self.fused = {"mlp": fuse_mlps(self.model, self.kv_cache), "attention": fuse_attention(self.model, self.kv_cache)}
-        self.fused["layers"] = fuse_decoder_layers(self.model)
+        self.fused = {"norms": fuse_rms_norms(self.model) if on_gpu else 0, "mlp": fuse_mlps(self.model, self.kv_cache),
+                      "attention": fuse_attention(self.model, self.kv_cache),
+                      "layers": fuse_decoder_layers(self.model)}  # last: it joins layers whose attention was replaced
         runner = ModelRunner(self.model, self.kv_cache, vocab, graphs=graphs, kv_step=256 if on_gpu else 32)
         started = time.perf_counter()
         runner.capture()

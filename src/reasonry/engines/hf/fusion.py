@@ -173,17 +173,15 @@ def _attention_forward(self: Any, hidden_states: torch.Tensor, position_embeddin
     q_heads, kv_heads = self.reasonry_heads
     qkv = F.linear(hidden_states, *self.reasonry_qkv).view(*shape, -1, self.head_dim)
     cos, sin = position_embeddings
-    if not hasattr(self, "q_norm") and kernels.usable(qkv, self.head_dim):
-        rows = qkv.view(-1, qkv.shape[-2] * self.head_dim)
-        layer = self.layer_idx
-        query = kernels.rope_store(rows, cos.reshape(rows.shape[0], -1), sin.reshape(rows.shape[0], -1),
-                                   cache.layout.write, cache.keys[layer], cache.values[layer], q_heads, kv_heads)
-        out = attend(cache, layer, query.view(*shape, q_heads, self.head_dim), None, None, self.scaling,
-                     self.reasonry_window)
-        return self.o_proj(out.reshape(*shape, -1)), None
+    key = value = None  # None: the kernel below has already stored them in the cache
     if hasattr(self, "q_norm"):  # Qwen 3 normalises each head's query and key before the rotation
         query, key, value = qkv.split([q_heads, kv_heads, kv_heads], dim=-2)
         query, key = rotate(self.q_norm(query), cos, sin, cache), rotate(self.k_norm(key), cos, sin, cache)
+    elif kernels.usable(qkv, self.head_dim):
+        rows = qkv.view(-1, qkv.shape[-2] * self.head_dim)
+        query = kernels.rope_store(rows, cos.reshape(rows.shape[0], -1), sin.reshape(rows.shape[0], -1),
+                                   cache.layout.write, cache.keys[self.layer_idx], cache.values[self.layer_idx],
+                                   q_heads, kv_heads).view(*shape, q_heads, self.head_dim)
     else:
         query, key = rotate(qkv[..., : q_heads + kv_heads, :], cos, sin, cache).split([q_heads, kv_heads], dim=-2)
         value = qkv[..., q_heads + kv_heads:, :]
@@ -210,11 +208,9 @@ def _plain(module: Any) -> bool:
 def _join(linears: list[torch.nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One weight (and bias) for `linears` side by side; each module's own parameters become views of it."""
     weight = torch.cat([linear.weight.detach() for linear in linears])
-    biases = [linear.bias for linear in linears]
-    bias = torch.cat([b.detach() for b in biases]) if all(b is not None for b in biases) else None
-    if any(b is not None for b in biases) and bias is None:
-        bias = torch.cat([b.detach() if b is not None else weight.new_zeros(linear.out_features)
-                          for b, linear in zip(biases, linears, strict=True)])
+    bias = None if all(linear.bias is None for linear in linears) else torch.cat(
+        [linear.bias.detach() if linear.bias is not None else weight.new_zeros(linear.out_features)
+         for linear in linears])
     start = 0
     for linear in linears:
         end = start + linear.out_features

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -78,7 +79,8 @@ def _triton() -> Any:
         result = tl.load(weight + offs, mask=inside).to(tl.float32) * scaled.to(tl.float32)
         tl.store(normed + row + offs, result.to(normed.dtype.element_ty), mask=inside)
 
-    return triton, rope_store_kernel, silu_mul_kernel, add_rms_norm_kernel
+    return SimpleNamespace(triton=triton, rope_store=rope_store_kernel, silu_mul=silu_mul_kernel,
+                           add_rms_norm=add_rms_norm_kernel)
 
 
 def usable(tensor: torch.Tensor, head_dim: int | None = None) -> bool:
@@ -112,35 +114,36 @@ def rope_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, write: t
                v_cache: torch.Tensor, q_heads: int, kv_heads: int) -> torch.Tensor:
     """`qkv` [tokens, (q_heads + 2 kv_heads) * dim] (rows contiguous), `cos`/`sin` [tokens, dim] (transformers'
     rotate-half layout), `write` [tokens] flat cache rows; returns the rotated queries [tokens, q_heads, dim]."""
-    _, kernel, _, _ = _triton()
     tokens = qkv.shape[0]
     dim = k_cache.shape[-1]
     queries = torch.empty((tokens, q_heads, dim), dtype=qkv.dtype, device=qkv.device)
     if tokens:
-        kernel[(tokens, q_heads + 2 * kv_heads)](qkv, cos, sin, write, queries, k_cache, v_cache, qkv.stride(0),
-                                                  cos.stride(0), Q_HEADS=q_heads, KV_HEADS=kv_heads, HALF=dim // 2)
+        _triton().rope_store[(tokens, q_heads + 2 * kv_heads)](
+            qkv, cos, sin, write, queries, k_cache, v_cache, qkv.stride(0), cos.stride(0), Q_HEADS=q_heads,
+            KV_HEADS=kv_heads, HALF=dim // 2)
     return queries
 
 
 def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
     """silu(gate) * up for `gate_up` [..., 2 * width] (gate first), contiguous."""
-    triton, _, kernel, _ = _triton()
+    lib = _triton()
     width = gate_up.shape[-1] // 2
     flat = gate_up.reshape(-1, 2 * width)
     out = torch.empty((flat.shape[0], width), dtype=gate_up.dtype, device=gate_up.device)
     block = 1024
     if flat.shape[0]:
-        kernel[(flat.shape[0], triton.cdiv(width, block))](flat, out, width, BLOCK=block)
+        lib.silu_mul[(flat.shape[0], lib.triton.cdiv(width, block))](flat, out, width, BLOCK=block)
     return out.view(*gate_up.shape[:-1], width)
 
 
 def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(x + residual, rms_norm(x + residual) * weight) for contiguous [..., width] tensors, transformers' RMSNorm
     (normalised in float32, rounded, then scaled)."""
-    triton, _, _, kernel = _triton()
+    lib = _triton()
     width = x.shape[-1]
     total, normed = torch.empty_like(x), torch.empty_like(x)
     rows = x.numel() // width
     if rows:
-        kernel[(rows,)](x, residual, weight, total, normed, width, eps, BLOCK=triton.next_power_of_2(width))
+        lib.add_rms_norm[(rows,)](x, residual, weight, total, normed, width, eps,
+                                  BLOCK=lib.triton.next_power_of_2(width))
     return total, normed

@@ -92,7 +92,8 @@ def sample(logits: torch.Tensor, history: torch.Tensor | None, rows: RowParams, 
 
 def top_candidates(logits: torch.Tensor, k: int, width: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """`torch.topk(logits, k)`: sorted, descending. On a GPU with a large vocabulary through block maxima (see
-    `blockwise_topk`), which there is ~8x faster than one top-k pass over [512, 151936]; on a CPU one pass."""
+    `blockwise_topk`: 0.53 ms for k 50 of [512, 151936] bf16 on an H200, where an earlier two-pass top-k took
+    1.36 ms); on a CPU one pass."""
     if logits.device.type != "cuda" or k * width * 4 > logits.shape[1]:
         return torch.topk(logits, k, dim=-1)
     return blockwise_topk(logits, k, width)
