@@ -197,9 +197,7 @@ def reasonry_e2e(folder: Path, texts: list[str], new_tokens: int, work: Path, ha
         engine_ = load_engine(spec, **options)
         hazard.install(engine_.model)
         runner = engine_.bench_runner = engine_.loop.runner  # kept past close() for the ceiling
-        # the graphs captured at start-up predate the hook: capture them again
-        runner._graphs.clear()
-        runner._pool = torch.cuda.graph_pool_handle()
+        runner.drop_graphs()  # the graphs captured at start-up predate the hook: capture them again
         captured = time.perf_counter()
         runner.capture()
         engine_.capture_s = time.perf_counter() - captured
@@ -222,8 +220,7 @@ def reasonry_e2e(folder: Path, texts: list[str], new_tokens: int, work: Path, ha
     without_load = seconds - engine.load_s
     stats = dict(engine.loop.stats)
     stats["graphs"] = len(engine.bench_runner._graphs)
-    stats["fused_norms"] = getattr(engine, "fused_norms", 0)
-    stats["fused"] = getattr(engine, "fused", {})
+    stats["fused"] = engine.fused
     return {"tok_s": generated / without_load, "load_s": engine.load_s, "capture_s": engine.capture_s,
             "generated": generated,
             "slots": engine.batch_size, "profile": stats, "engine": engine}
@@ -241,24 +238,22 @@ def ceiling(engine, kv_lens: list[int]) -> dict:
         saved = runner.lens.clone(), runner.active.clone()
         for flash in (default, *({True, False} - {default})):
             cache.flash = flash
-            runner._graphs.clear()
-            runner._pool = torch.cuda.graph_pool_handle()  # captures into a used pool trip the allocator
+            runner.drop_graphs()
             runner.active[:batch] = 1
             for kv_len in kv_lens:
                 name = f"kv{kv_len}" if flash == default else f"kv{kv_len}_{'flash' if flash else 'sdpa'}"
-                out[name] = _replayed(runner, batch, kv_len)
+                out[name] = replayed(runner, batch, kv_len)
             if flash == default:  # the fixed cost of a step: small batches (the tail of variable work)
                 for small in (8, 64):
-                    out[f"b{small}_kv384"] = _replayed(runner, small, 384)
+                    out[f"b{small}_kv384"] = replayed(runner, small, 384)
         cache.flash = default
         # the same steps through the model's own modules (the engine's fusions undone): transformers' forward
         patched = {m: m.__dict__.pop("forward") for m in runner.model.modules() if "forward" in m.__dict__}
         try:
-            runner._graphs.clear()
-            runner._pool = torch.cuda.graph_pool_handle()
+            runner.drop_graphs()
             for small, kv_len in ((batch, 256), (batch, 384), (8, 384)):
                 name = f"stock_kv{kv_len}" if small == batch else f"stock_b{small}_kv{kv_len}"
-                out[name] = _replayed(runner, small, kv_len)
+                out[name] = replayed(runner, small, kv_len)
         finally:
             for module, forward in patched.items():
                 module.forward = forward
@@ -267,7 +262,7 @@ def ceiling(engine, kv_lens: list[int]) -> dict:
     return out
 
 
-def _replayed(runner, rows: int, kv_len: int) -> dict:
+def replayed(runner, rows: int, kv_len: int) -> dict:
     """A decode graph of `rows` rows, each at `kv_len` keys: milliseconds per replay and tokens per second."""
     runner.lens[:rows] = kv_len - 1
     graph, _ = runner._graph(rows, kv_len)

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_throughput import SEED_SAMPLING, build_model  # noqa: E402
+from gpu_throughput import SEED_SAMPLING, build_model, replayed  # noqa: E402
 
 from reasonry.config import SamplingParams, parse_model_spec  # noqa: E402
 from reasonry.engines.hf import HFEngine  # noqa: E402
@@ -88,11 +88,9 @@ def main() -> None:
             report[f"forward b{batch} kv{kv}"] = row = {}
             for flash in (True, False):
                 runner.cache.flash = flash
-                runner._graphs.clear()
-                runner._pool = torch.cuda.graph_pool_handle()
+                runner.drop_graphs()
                 runner.active[:batch] = 1
-                runner.lens[:batch] = kv - 1
-                row["flash" if flash else "sdpa"] = gpu_ms(runner._graph(batch, kv)[0].replay)
+                row["flash" if flash else "sdpa"] = replayed(runner, batch, kv)["step_ms"]
             print(f"forward b{batch} kv{kv}: " + ", ".join(f"{k} {v:.3f} ms" for k, v in row.items()))
     engine.close()
     if args.out:

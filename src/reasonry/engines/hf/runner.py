@@ -155,6 +155,13 @@ class ModelRunner:
             self._graphs[key] = (graph, logits)
         return self._graphs[key]
 
+    def drop_graphs(self) -> None:
+        """Forget every captured decode graph (after the model changed, e.g. a hook was added); later steps
+        capture anew, into a new memory pool (capturing into a pool earlier graphs used trips the allocator)."""
+        self._graphs.clear()
+        if self.graphs:
+            self._pool = torch.cuda.graph_pool_handle()
+
     def capture(self) -> None:
         """Capture the decode graph of every batch-size bucket up front (engine start-up, like vLLM)."""
         if self.graphs and self.cache.flash:
