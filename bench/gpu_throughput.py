@@ -289,6 +289,9 @@ def main() -> None:
     parser.add_argument("--padded-prompts", type=int, default=64)
     parser.add_argument("--skip", default="", help="comma list: seed,padded,cb,reasonry,fixed,variable")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--reasonry-first", action="store_true",
+                        help="run reasonry before the transformers paths (a long generate_batch last, cut by a "
+                             "time limit, then still leaves reasonry's rows and its start time)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     work = Path(tempfile.mkdtemp(prefix="reasonry-bench-"))
@@ -302,41 +305,60 @@ def main() -> None:
     print(f"model weights {weight_bytes / 1e9:.2f} GB (built in {build_s:.1f} s); copy bandwidth "
           f"{bandwidth / 1e12:.2f} TB/s", flush=True)
     hazard = Hazard()
-    hazard.install(model)
-    started = time.perf_counter()
-    padded_generate(model, ids[:8], 8, 8, True)  # warm-up of the transformers paths
-    warm_s = time.perf_counter() - started
     rows: dict[str, dict] = {}
+    ceilings: dict = {}
     workloads = [w for w in ("fixed", "variable") if w not in skip]
-    for workload in workloads:
-        fixed = workload == "fixed"
-        hazard.enabled = not fixed
-        new_tokens = args.new_tokens if fixed else 1024
-        if "seed" not in skip:
-            n = args.seed_loop_prompts
-            rows[f"{workload}/a_seed_loop"] = {"tok_s": seed_loop(model, ids[:n], new_tokens, fixed),
-                                               "what": f"model.generate one prompt at a time ({n} prompts, "
-                                                       "rate extrapolated to all)"}
-        if "padded" not in skip:
-            n = args.padded_prompts
-            rows[f"{workload}/b_padded_generate"] = {"tok_s": padded_generate(model, ids[:n], new_tokens, 64, fixed),
-                                                     "what": f"model.generate, padded batches of 64 ({n} prompts)"}
-        if "cb" not in skip:
-            try:
-                rate = cb_generate(model, ids, new_tokens, fixed)
-                rows[f"{workload}/b_generate_batch"] = {"tok_s": rate, "what": f"generate_batch, {len(ids)} prompts"}
-            except Exception as exc:  # report, keep measuring the rest
-                rows[f"{workload}/b_generate_batch"] = {"tok_s": None, "what": f"failed: {type(exc).__name__}: {exc}"[:200]}
-        for name in [k for k in rows if k.startswith(workload)]:
-            print(name, rows[name], flush=True)
-    hazard.enabled = False
-    for handle in hazard.handles:
-        handle.remove()
-    hazard.handles.clear()
-    del model
-    torch.cuda.empty_cache()
-    ceilings = {}
-    if "reasonry" not in skip:
+    report = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="minutes"), "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__, "transformers": __import__("transformers").__version__, "host": platform.node(),
+        "cpus": os.cpu_count(), "prompts": len(ids), "prompt_tokens": PROMPT_TOKENS, "fixed_new_tokens": args.new_tokens,
+        "copy_bandwidth_tb_s": bandwidth / 1e12, "weight_gb": weight_bytes / 1e9,
+        "order": "reasonry first" if args.reasonry_first else "transformers first",
+        "rows": rows, "ceiling": ceilings, "ratios": {},
+    }
+
+    def save() -> None:  # after every row: a run cut short by a time limit keeps what it measured
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=1, default=str))
+
+    def transformers_paths() -> None:
+        hazard.install(model)
+        started = time.perf_counter()
+        padded_generate(model, ids[:8], 8, 8, True)  # warm-up of the transformers paths
+        report["warmup_s"] = time.perf_counter() - started
+        for workload in workloads:
+            fixed = workload == "fixed"
+            hazard.enabled = not fixed
+            new_tokens = args.new_tokens if fixed else 1024
+            if "seed" not in skip:
+                n = args.seed_loop_prompts
+                rows[f"{workload}/a_seed_loop"] = {"tok_s": seed_loop(model, ids[:n], new_tokens, fixed),
+                                                   "what": f"model.generate one prompt at a time ({n} prompts, "
+                                                           "rate extrapolated to all)"}
+            if "padded" not in skip:
+                n = args.padded_prompts
+                rows[f"{workload}/b_padded_generate"] = {
+                    "tok_s": padded_generate(model, ids[:n], new_tokens, 64, fixed),
+                    "what": f"model.generate, padded batches of 64 ({n} prompts)"}
+            if "cb" not in skip:
+                name = f"{workload}/b_generate_batch"
+                rows[name] = {"tok_s": None, "what": f"generate_batch, {len(ids)} prompts: did not finish",
+                              "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+                save()
+                try:
+                    rate = cb_generate(model, ids, new_tokens, fixed)
+                    rows[name] = {"tok_s": rate, "what": f"generate_batch, {len(ids)} prompts"}
+                except Exception as exc:  # report, keep measuring the rest
+                    rows[name] = {"tok_s": None, "what": f"failed: {type(exc).__name__}: {exc}"[:200]}
+            for name in [k for k in rows if k.startswith(workload)]:
+                print(name, rows[name], flush=True)
+            save()
+        hazard.enabled = False
+        for handle in hazard.handles:
+            handle.remove()
+        hazard.handles.clear()
+
+    def reasonry_paths() -> None:
         for workload in workloads:
             fixed = workload == "fixed"
             hazard.enabled = not fixed
@@ -346,15 +368,30 @@ def main() -> None:
             print(f"{workload}/c_reasonry", rows[f"{workload}/c_reasonry"], flush=True)
             if not ceilings:
                 try:
-                    ceilings = ceiling(engine, [256, 384, 512, 1280])
+                    ceilings.update(ceiling(engine, [256, 384, 512, 1280]))
                 except Exception as exc:  # keep the measured rows
-                    ceilings = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+                    ceilings["error"] = f"{type(exc).__name__}: {exc}"[:300]
                 print("ceiling", ceilings, flush=True)
             engine.close()
             del engine.bench_runner, engine
             gc.collect()
             torch.cuda.empty_cache()
-    ratios = {}
+            save()
+        hazard.enabled = False
+
+    if args.reasonry_first and "reasonry" not in skip:
+        model.cpu()  # the engine sizes its KV cache from free GPU memory: leave it what the default order leaves
+        torch.cuda.empty_cache()
+        reasonry_paths()
+        model.cuda()
+        transformers_paths()
+    else:
+        transformers_paths()
+        del model
+        torch.cuda.empty_cache()
+        if "reasonry" not in skip:
+            reasonry_paths()
+    ratios = report["ratios"]
     for workload in workloads:
         ours = rows.get(f"{workload}/c_reasonry", {}).get("tok_s")
         cb = rows.get(f"{workload}/b_generate_batch", {}).get("tok_s")
@@ -363,20 +400,12 @@ def main() -> None:
         kv = "kv256" if workload == "fixed" else "kv384"  # about each workload's mean keys per decoding row
         if ours and kv in ceilings:
             ratios[f"{workload}: reasonry / ceiling {kv}"] = ours / ceilings[kv]["tok_s"]
-    report = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="minutes"), "gpu": torch.cuda.get_device_name(0),
-        "torch": torch.__version__, "transformers": __import__("transformers").__version__, "host": platform.node(),
-        "cpus": os.cpu_count(), "prompts": len(ids), "prompt_tokens": PROMPT_TOKENS, "fixed_new_tokens": args.new_tokens,
-        "copy_bandwidth_tb_s": bandwidth / 1e12, "weight_gb": weight_bytes / 1e9, "warmup_s": warm_s,
-        "rows": rows, "ceiling": ceilings, "ratios": ratios,
-    }
+    save()
     print(f"\n{'path':32} {'tok/s':>10}  what")
     for name, row in rows.items():
         value = f"{row['tok_s']:,.0f}" if row.get("tok_s") else "-"
         print(f"{name:32} {value:>10}  {row['what']}")
     print(json.dumps(ratios, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1, default=str))
 
 
 if __name__ == "__main__":
