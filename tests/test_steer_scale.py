@@ -239,3 +239,43 @@ def test_generate_budget_sweep_writes_one_column_per_budget(tiny_model: Path, tm
     assert first_usage["requests"] == 1 + 2 * 2  # the row, then two calls per budget
     with pytest.raises(ConfigError):
         parse_budgets("64,abc")
+
+
+def test_budget_sweep_thought_that_fails_keeps_its_error_and_is_counted_once(tiny_model: Path,
+                                                                             tmp_path: Path) -> None:
+    from reasonry.tasks.budget_sweep import parse_budgets
+    from reasonry.tasks.generate import GenerateConfig, generate
+
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"seq": 1, "question": "word " * 200, "input": ""}), encoding="utf-8")
+    store = Store(tmp_path / "sweep.db")
+    config = GenerateConfig(template="alpaca-reasoning", params=SamplingParams(max_new_tokens=8),
+                            reasoning_budgets=parse_budgets("4"), engine_options={"max_model_len": 64})
+    summary = generate(questions, [f"hf:{tiny_model}"], store=store, config=config)
+    record = next(r for r in store.run_records(summary["run_id"], columns=None) if r["column"] == "budget 4")
+    assert "--max-model-len" in record["error"] and record["text"] == ""
+    usage = next(iter(store.run_usage(summary["run_id"]).values()))
+    assert usage["requests"] == 2 and usage["failures"] == 2  # the row's call, then the budget's thought (no answer)
+
+
+def test_budget_sweep_answers_after_an_empty_thought(tiny_model: Path, tmp_path: Path) -> None:
+    from reasonry.engines.registry import load_engine
+    from reasonry.tasks.budget_sweep import parse_budgets
+    from reasonry.tasks.generate import GenerateConfig, generate
+    from reasonry.tasks.steer import make_request
+
+    greedy = SamplingParams(max_new_tokens=1, temperature=0.0)
+    engine = load_engine(parse_model_spec(f"hf:{tiny_model}"))
+    fmt = steer_format("alpaca-reasoning")
+    first = next(iter(engine.generate([make_request(engine, fmt.inside(PEARS), greedy)]))).text
+    engine.close()
+    assert first.strip()
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"seq": 1, "question": PEARS, "input": ""}), encoding="utf-8")
+    store = Store(tmp_path / "sweep.db")
+    config = GenerateConfig(template="alpaca-reasoning", params=greedy.with_(max_new_tokens=6, stop=(first,)),
+                            reasoning_budgets=parse_budgets("4"))  # the thought stops at its first token: empty
+    summary = generate(questions, [f"hf:{tiny_model}"], store=store, config=config)
+    record = next(r for r in store.run_records(summary["run_id"], columns=None) if r["column"] == "budget 4")
+    assert record["error"] is None and record["reasoning"] == ""
+    assert store.run_usage(summary["run_id"])[record["model"]]["requests"] == 3

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reasonry.store.base import StoreBase
+
+if TYPE_CHECKING:
+    from reasonry.engines.base import Result
 
 
 @dataclass
@@ -27,6 +30,14 @@ class Usage:
 
     def __bool__(self) -> bool:
         return any(getattr(self, name) for name in USAGE_FIELDS)
+
+    def count(self, result: Result, *, sent: bool = True) -> None:
+        """Add one engine result; a request refused before the call (`sent=False`) counts as a failure only."""
+        self.requests += sent
+        self.failures += result.error is not None
+        self.retries += result.retries
+        self.prompt_tokens += result.prompt_tokens
+        self.completion_tokens += result.completion_tokens
 
 
 USAGE_FIELDS = tuple(f.name for f in fields(Usage))  # the ledger's columns, in table order

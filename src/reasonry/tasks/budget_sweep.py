@@ -59,29 +59,32 @@ def sweep_budgets(store: Store, run_id: str, engine: Engine, label: str, fmt: St
         wanted = [item for item in first if item[2] not in cached]
         started = time.perf_counter()
         thoughts = {result.key: result for result in engine.generate([request for _, request, _ in wanted])}
-        second = []
+        second, items = [], []
+        usage = Usage(cached=len(first) - len(wanted))
         for row, request, key in wanted:
             thought = thoughts[request.key]
+            usage.count(thought)
+            if thought.error is not None:  # no answer without a thought: the row keeps the thought's error
+                items.append({"key": key, "text": "", "raw_text": "", "reasoning": "", "response": "",
+                              "prompt_tokens": thought.prompt_tokens, "completion_tokens": thought.completion_tokens,
+                              "finish_reason": thought.finish_reason, "latency_s": thought.latency_s,
+                              "error": thought.error})
+                continue
             reasoning = thought.text.split(fmt.end_marker, 1)[0].strip()
             reasoning += close if thought.finish_reason == "length" else ""
-            call = fmt.build("special", row["question"], row["input"] or "", reasoning or " ")
+            call = fmt.build("special", row["question"], row["input"] or "", reasoning, empty_ok=True)
             second.append((key, reasoning, thought, make_request(engine, call, params)))
         answers = {result.key: result for result in engine.generate([item[-1] for item in second])}
-        items = []
-        usage = Usage(cached=len(first) - len(wanted), engine_seconds=time.perf_counter() - started)
+        usage.engine_seconds = time.perf_counter() - started
         for key, reasoning, thought, request in second:
             answer = answers[request.key]
+            usage.count(answer)
             text = reasoning + fmt.section_end + answer.text
             items.append({"key": key, "text": text, "raw_text": text, "reasoning": reasoning,
                           "response": split_output(answer.text, "response")[1], "prompt_tokens": thought.prompt_tokens,
                           "completion_tokens": thought.completion_tokens + answer.completion_tokens,
                           "finish_reason": answer.finish_reason, "latency_s": thought.latency_s + answer.latency_s,
-                          "error": answer.error or thought.error})
-            usage.requests += 2
-            usage.failures += bool(answer.error or thought.error)
-            usage.retries += thought.retries + answer.retries
-            usage.prompt_tokens += thought.prompt_tokens + answer.prompt_tokens
-            usage.completion_tokens += thought.completion_tokens + answer.completion_tokens
+                          "error": answer.error})
         with store.transaction():
             store.put_results(items)
             store.add_usage(run_id, label, usage)

@@ -180,8 +180,7 @@ def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, plan
             if result.error is None:
                 unflushed.add(result.key)
             _count(counts, result)
-            _ledger(usage.setdefault(label_of.pop(result.key, spec.label), Usage()), result,
-                    sent=result.key not in refused)
+            usage.setdefault(label_of.pop(result.key, spec.label), Usage()).count(result, sent=result.key not in refused)
             reporter.result(result)
             if len(buffer) >= FLUSH_ITEMS or time.monotonic() - last_flush > FLUSH_SECONDS:
                 flush()
@@ -190,15 +189,6 @@ def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, plan
             flush()
         counts.seconds = time.perf_counter() - started
     return counts
-
-
-def _ledger(usage: Usage, result: Result, *, sent: bool) -> None:
-    """Add one result to the ledger (rows refused before the call count as failures only)."""
-    usage.requests += sent
-    usage.failures += result.error is not None
-    usage.retries += result.retries
-    usage.prompt_tokens += result.prompt_tokens
-    usage.completion_tokens += result.completion_tokens
 
 
 def _with_rejected(results: Iterator[Result], rejected: list[Result]) -> Iterator[Result]:

@@ -73,11 +73,13 @@ class SteerFormat:
             return self.template.render(**variables)
         return self.template.render(**variables, reasoning=SENTINEL).split(SENTINEL, 1)[0]
 
-    def build(self, mode: str, question: str, input_text: str = "", reasoning: str | None = None) -> Prompt:
-        """The prompt of one steering call. `reasoning` is the given reasoning (special) or the prefix (continue)."""
+    def build(self, mode: str, question: str, input_text: str = "", reasoning: str | None = None, *,
+              empty_ok: bool = False) -> Prompt:
+        """The prompt of one steering call. `reasoning` is the given reasoning (special) or the prefix (continue);
+        `empty_ok` lets special mode answer after an empty reasoning (a model that thought nothing)."""
         if mode not in MODES:
             raise ConfigError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
-        if mode == "special" and not (reasoning or "").strip():
+        if mode == "special" and not empty_ok and not (reasoning or "").strip():
             raise InputError("mode special needs a reasoning (--reasoning TEXT or @file.txt)")
         if mode == "continue" and not (reasoning or "").strip():
             raise InputError("mode continue needs a reasoning prefix (--continue-from TEXT or @file.txt)")
