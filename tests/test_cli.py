@@ -70,6 +70,8 @@ def test_usage_mistake_in_a_real_process():
     (["--executor", "spark"], "--executor"),
     (["--replicas", "0"], "--replicas"),
     (["--samples", "0"], "--samples"),
+    (["--device", "tpu"], "--device"),
+    (["--device", "cuda:x"], "--device"),
 ])
 def test_bad_values_are_refused_before_anything_is_stored(flags, expected, tmp_path, capsys, monkeypatch):
     questions = tmp_path / "q.jsonl"
@@ -78,6 +80,41 @@ def test_bad_values_are_refused_before_anything_is_stored(flags, expected, tmp_p
     result = run_cli(["generate", str(questions), "-m", "hf:./nowhere", "--db", str(db), *flags], capsys, monkeypatch)
     assert result.code == 2 and expected in _one_line(result.err)
     assert not db.exists()
+
+
+def test_a_device_this_machine_lacks_is_one_line(tmp_path, tiny_model, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "hi"}\n', encoding="utf-8")
+    for device in ("cuda", "cuda:1"):
+        result = run_cli(["generate", str(questions), "-m", f"hf:{tiny_model}", "--device", device,
+                          "--db", str(tmp_path / "r.db"), *FAST], capsys, monkeypatch)
+        assert result.code == 2
+        assert f"--device {device}: this machine has no CUDA GPU; use --device cpu" in _last_line_error(result.err)
+
+
+def test_generate_refuses_to_write_over_its_question_file(tmp_path, tiny_model, capsys, monkeypatch):
+    questions = tmp_path / "q.csv"
+    questions.write_text("seq,question\n1,What is 2+3?\n", encoding="utf-8")
+    before = questions.read_bytes()
+    result = run_cli(["generate", str(questions), "-m", f"hf:{tiny_model}", "--out", str(questions),
+                      "--db", str(tmp_path / "r.db"), *FAST], capsys, monkeypatch)
+    assert result.code == 2 and "is the input file" in _one_line(result.err)
+    assert questions.read_bytes() == before and not (tmp_path / "r.db").exists()
+
+
+def test_last_skips_a_run_refused_at_its_input(tmp_path, tiny_model, capsys, monkeypatch):
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    good.write_text('{"question": "hi"}\n', encoding="utf-8")
+    bad.write_text('{"question": "hi"}\n{"question": ["a", "b"]}\n', encoding="utf-8")
+    db = str(tmp_path / "r.db")
+    first = run_cli(["generate", str(good), "-m", f"hf:{tiny_model}", "--db", db, "--json", *FAST], capsys, monkeypatch)
+    assert first.code == 0
+    refused = run_cli(["generate", str(bad), "-m", f"hf:{tiny_model}", "--db", db, *FAST], capsys, monkeypatch)
+    assert refused.code == 2 and "line 2" in _last_line_error(refused.err)
+    assert Store(db).resolve_run("last") == json.loads(first.out)["run_id"]
 
 
 def test_an_engine_flag_no_model_uses_is_refused(tmp_path, capsys, monkeypatch):

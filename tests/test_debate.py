@@ -330,6 +330,22 @@ def test_failed_run_summary_counts_the_stored_nodes(tmp_path: Path) -> None:
     assert summary["nodes"] == store.conn.execute("SELECT COUNT(*) FROM debate_nodes").fetchone()[0] == 2
 
 
+class RefusingEngine(ScriptEngine):
+    def generate(self, requests: Iterable[Request]) -> Iterator[Result]:
+        for request in requests:
+            yield Result(key=request.key, error="HTTP 503", finish_reason="error")
+
+
+def test_a_debate_with_nothing_finished_leaves_an_existing_out_file_alone(tmp_path: Path) -> None:
+    out = tmp_path / "rows.jsonl"
+    out.write_text('{"keep": 1}\n', encoding="utf-8")
+    config = DebateConfig(model_a=SPEC, params=SamplingParams(max_new_tokens=8), breadth=2, rounds=1)
+    summary = run_debate(single_topic("Why?", "Because."), config, db=tmp_path / "n.db", out=out,
+                         loader=lambda spec, **_: RefusingEngine(spec))
+    assert summary["exported_rows"] == 0 and summary["failed"] > 0
+    assert out.read_text(encoding="utf-8") == '{"keep": 1}\n'
+
+
 @pytest.mark.parametrize("command", [["show"], ["export", "--out", "rows.jsonl"]])
 def test_show_and_export_refuse_a_non_debate_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str], command: list[str]) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from reasonry import quality
+from reasonry.errors import ConfigError
 from reasonry.quality import (
     FLAG_NAMES,
     CheckConfig,
@@ -20,6 +21,7 @@ from reasonry.quality import (
     length_outliers,
     summarize,
 )
+from reasonry.quality.checks import check_record
 
 LABELLED = Path(__file__).parent / "data" / "quality" / "labelled.jsonl"
 
@@ -191,6 +193,25 @@ def test_language_flag_and_short_text_skip() -> None:
     assert (
         check_one("I check each of the colours.", None, config=CheckConfig(expected_language="EN-us")) == []
     )
+
+
+def test_expected_language_by_name_or_code_and_unknown_refused() -> None:
+    english = "I check each of the colours and compare them with the list in the question before I answer."
+    for name in ("English", "english", "en", "en-GB"):
+        assert CheckConfig(expected_language=name).expected_language == "en"
+        assert check_one(english, None, config=CheckConfig(expected_language=name)) == []
+    assert CheckConfig(expected_language="Japanese").expected_language == "ja"
+    with pytest.raises(ConfigError, match="'klingon'"):
+        CheckConfig(expected_language="klingon")
+
+
+def test_chat_response_cut_at_the_token_limit_is_truncated() -> None:
+    record = {"reasoning": "", "response": "The answer is that the pears", "finish_reason": "length",
+              "produces": "response"}
+    assert [f.name for f in check_record(record, CheckConfig())] == ["truncated"]
+    assert check_record({**record, "finish_reason": "stop", "response": "It is 7."}, CheckConfig()) == []
+    assert [f.name for f in check_record({**record, "response": "", "finish_reason": "stop"}, CheckConfig())] == [
+        "empty"]
 
 
 def test_detect_language_japanese_dominance() -> None:

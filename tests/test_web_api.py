@@ -197,6 +197,19 @@ def test_token_required_off_loopback(tiny_model: Path, tmp_path: Path) -> None:
         running.stop()
 
 
+def test_a_taken_port_is_one_line_before_any_model_loads(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "reasonry", "serve", "--model", "hf:./no-such-model",
+                               "--port", str(port), "--db", str(tmp_path / "p.db")],
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "serving" not in done.stdout
+    assert done.stderr.strip() == (f"error: --port {port}: cannot listen on 127.0.0.1:{port}, in use by another "
+                                   "program; choose another --port")
+
+
 # -- in-process checks of bad input (a fake engine, no model, no subprocess) -------------------------------------
 
 

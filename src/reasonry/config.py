@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import Field, asdict, dataclass, field, replace
 from typing import Any
 
@@ -116,6 +117,8 @@ class HFOptions:
                                                      and 0 < self.gpu_memory_utilization <= 1),
              "--gpu-memory-utilization must be in (0, 1]"),
             (self.dtype in DTYPES, f"--dtype {self.dtype!r}: choose {', '.join(DTYPES)}"),
+            (self.device is None or re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None,
+             f"--device {self.device!r}: choose cpu, cuda or cuda:N"),
             (not (self.load_in_4bit and self.load_in_8bit), "--load-in-4bit and --load-in-8bit exclude each other"),
         ])
 

@@ -134,10 +134,7 @@ def _check_paths(report: str | Path, out: str | Path | None, src: _Source) -> tu
     if src.rows is None:
         raise InputError(f"--out {out}: only for a file; a run's findings are stored for "
                          "`reasonry export --exclude-duplicates/--exclude-contaminated`")
-    out_path = check_output_path(out)
-    if out_path.resolve() == src.rows.path.resolve():
-        raise InputError(f"--out {out}: is the input file; write the kept rows to another file")
-    return report_path, out_path
+    return report_path, check_output_path(out, inputs=[src.rows.path])
 
 
 def _default_report(src: _Source, kind: str) -> Path:

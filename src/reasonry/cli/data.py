@@ -69,7 +69,7 @@ def _judge_table(judge: dict[str, Any]) -> Table:
 @app.command("check")
 def check_command(
     run: RunRef,
-    language: Annotated[str | None, typer.Option(help="Expected language of the reasoning (ISO 639-1: en, ja).")] = None,
+    language: Annotated[str | None, typer.Option(help="Expected language of the reasoning: a code (en, ja) or a name (English).")] = None,
     model: ModelFilter = None,
     min_language_confidence: Annotated[float | None, typer.Option("--min-language-confidence", help="Flag a wrong language only above this probability (0.8).")] = None,
     min_chars: Annotated[int | None, typer.Option("--language-min-chars", help="Reasonings shorter than this are not language-checked (20).")] = None,

@@ -124,6 +124,9 @@ def debate_run(
         console.print(f"nodes: {summary['nodes']} {summary['by_kind']}; node errors: {summary['node_errors']}; "
                       f"see the tree: reasonry debate show {summary['run_id']} --db {db}", highlight=False,
                       markup=False)
+        if out is not None and not summary.get("exported_rows"):
+            console.print(f"nothing written to {out}: no finished answers, questions or rebuttals to export",
+                          highlight=False, markup=False)
     finish(summary, as_json)
 
 
@@ -198,5 +201,7 @@ def debate_export(
     store = Store.existing(db)
     run_id = resolve_debate_run(store, run)
     written: dict[str, Any] = export_run(store, run_id, out=out, out_tree=out_tree, kinds=kinds.split(","))
+    if not any(written.values()):
+        raise InputError(f"debate {run_id}: no finished {kinds} to export; nothing written")
     for what, count in written.items():
         console.print(f"{count} {what} written", highlight=False)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from reasonry.cli import app
 from reasonry.cli.common import console, stdout
@@ -20,8 +21,9 @@ runs_app = typer.Typer(help="List and inspect runs stored in the database.", inv
 app.add_typer(runs_app, name="runs")
 
 
-def _when(timestamp: float | None) -> str:
-    return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else ""
+def _when(timestamp: float | None, *, short: bool = False) -> str:
+    shape = "%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S"
+    return dt.datetime.fromtimestamp(timestamp).strftime(shape) if timestamp else ""
 
 
 @runs_app.callback()
@@ -34,12 +36,20 @@ def runs_list(ctx: typer.Context, db: Db = "reasonry.db", limit: int = 30, as_js
     if as_json:
         stdout.print_json(json.dumps(runs, ensure_ascii=False, default=str))
         return
-    table = Table("id", "kind", "created", "status", "models", "rows", "generated", "cached", "failed", "source")
+    wide = stdout.width >= 110  # below that, models and source stay in `runs show` and --json
+    cut = {"no_wrap": True, "overflow": "ellipsis"}
+    table = Table(Column("id", no_wrap=True), Column("kind", **cut, min_width=8), Column("created", no_wrap=True),
+                  Column("status", **cut, min_width=8),
+                  *(Column(name, justify="right", no_wrap=True, min_width=len(name))
+                    for name in ("rows", "gen", "cached", "failed")),
+                  *((Column("models", **cut, max_width=30), Column("source", **cut, max_width=30)) if wide else ()),
+                  box=None, pad_edge=False)
     for run in runs:
         s = run["summary"]
-        table.add_row(run["id"], run["kind"], _when(run["created_at"]), run["status"],
-                      ", ".join(m["label"] for m in run["models"]), str(s.get("rows", "")), str(s.get("generated", "")),
-                      str(s.get("cached", "")), str(s.get("failed", "")), run["source"] or "")
+        where = (", ".join(m["label"] for m in run["models"]), Path(run["source"]).name if run["source"] else "")
+        table.add_row(run["id"], run["kind"], _when(run["created_at"], short=True), run["status"],
+                      str(s.get("rows", "")), str(s.get("generated", "")), str(s.get("cached", "")),
+                      str(s.get("failed", "")), *(where if wide else ()))
     stdout.print(table)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import secrets
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -179,7 +181,7 @@ def accept_command(
 @model_flags()
 def serve_command(
     model: Models,
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+    port: Annotated[int, typer.Option(help="TCP port (0: any free one).", min=0, max=65535)] = 8765,
     host: Annotated[str, typer.Option(help="Address to bind; anything but 127.0.0.1/localhost/::1 needs a token.")] = "127.0.0.1",
     token: Annotated[str | None, typer.Option(help="Access token (generated and printed when --host is not loopback).",
                                               envvar="REASONRY_TOKEN")] = None,
@@ -200,6 +202,8 @@ def serve_command(
         token = secrets.token_urlsafe(24)
     specs = [engine.spec(m) for m in model]
     options = engine.options(specs)
+    listener = _listen(host, port)  # before the models load: a taken port is known at once
+    port = listener.getsockname()[1]
     store = Store(db)
     engines = {}
     try:
@@ -210,6 +214,7 @@ def serve_command(
         for engine in engines.values():
             engine.close()
         store.close()
+        listener.close()
         raise
     steerer = Steerer(store, engines, chat=chat, params=params, template=template, role=role, system=system)
     shown_host = f"[{host}]" if ":" in host else host
@@ -219,12 +224,32 @@ def serve_command(
         console.print(f"open {url}?token={token}  (API: 'Authorization: Bearer {token}')", highlight=False,
                       soft_wrap=True)
     try:
-        uvicorn.run(create_app(steerer, token=token, max_body=max_body), host=host, port=port,
-                    log_level="warning", access_log=False)
+        config = uvicorn.Config(create_app(steerer, token=token, max_body=max_body), host=host, port=port,
+                                log_level="warning", access_log=False)
+        uvicorn.Server(config).run(sockets=[listener])
     finally:
+        listener.close()
         for engine in engines.values():
             engine.close()
         store.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    address = host.strip("[]")
+    try:
+        family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise InputError(f"--host {host}: not an address of this machine ({exc.strerror or exc})") from None
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((address, port))
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        reason = "in use by another program" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise InputError(f"--port {port}: cannot listen on {host}:{port}, {reason}; choose another --port") from None
+    return listener
 
 
 def _edit_of(prefix: str | None, template_edit: str | None, find: str | None, replace: str | None,

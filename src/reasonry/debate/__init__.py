@@ -97,7 +97,7 @@ def run_debate(topics: list[Row], config: DebateConfig, *, db: str | Path = "rea
     config.check()
     if not topics:
         raise InputError("no topics to debate")
-    out_path = check_output_path(out) if out is not None else None
+    out_path = check_output_path(out, inputs=[source]) if out is not None else None
     tree_path = check_tree_path(out_tree) if out_tree is not None else None
     own_store = store is None
     store = store or Store(db)

@@ -170,10 +170,11 @@ def export_run(store: Store, run_id: str, *, out: str | Path | None = None,
     roots = load_tree(store, run_id)
     inputs = topic_inputs(store, run_id)
     written: dict[str, int] = {}
-    if out_path is not None:
-        rows = sft_rows(run_id, roots, inputs, kinds=kinds, prompts=move_prompts(store, roots))
-        written["rows"] = write_table(out_path, SFT_COLUMNS, rows,
-                                      sheet_name="debate", wrap_columns=("instruction", "input", "reasoning", "response"))
+    if out_path is not None:  # nothing finished: an existing file is left as it is, not replaced by an empty one
+        rows = list(sft_rows(run_id, roots, inputs, kinds=kinds, prompts=move_prompts(store, roots)))
+        written["rows"] = write_table(out_path, SFT_COLUMNS, rows, sheet_name="debate",
+                                      wrap_columns=("instruction", "input", "reasoning", "response")) if rows else 0
     if tree_path is not None:
-        written["trees"] = write_table(tree_path, TREE_COLUMNS, tree_records(roots, inputs))
+        trees = list(tree_records(roots, inputs))
+        written["trees"] = write_table(tree_path, TREE_COLUMNS, trees) if trees else 0
     return written

@@ -39,10 +39,12 @@ _XLSX_EMPTY_WIDTH = 8
 _INT64 = range(-(2**63), 2**63)
 
 
-def check_output_path(path: str | Path) -> Path:
-    """The output path, refused (InputError) if its format is unknown or its folder is missing."""
+def check_output_path(path: str | Path, *, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """The output path, refused (InputError) if its format is unknown, its folder is missing or it is one of
+    `inputs` (the question file a run was made from: writing there would replace the questions)."""
     out = Path(path)
     label = f"--out {path}"
+    check_not_input(out, label, inputs)
     suffix = out.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise InputError(
@@ -56,6 +58,12 @@ def check_output_path(path: str | Path) -> Path:
     if not folder.is_dir():
         raise InputError(f"{label}: '{folder}' is not a folder")
     return out
+
+
+def check_not_input(out: Path, label: str, inputs: Iterable[str | Path | None]) -> None:
+    for source in inputs:
+        if source is not None and Path(source).exists() and out.resolve() == Path(source).resolve():
+            raise InputError(f"{label}: is the input file {source}; write to another file")
 
 
 def write_table(

@@ -80,11 +80,15 @@ def check_record(record: Mapping[str, Any], config: CheckConfig, produces: str |
     """Flags of one stored result (no `length`: see `length_flags`): the one rule every reader applies.
 
     `produces` is what the request's template asks the model to write (`record["produces"]` when not given):
-    "response" means a vanilla prompt, where an empty reasoning is by design and nothing is flagged.
+    "response" means a vanilla or chat prompt, where an empty reasoning is by design: only the response is checked
+    (empty, cut off at the token limit).
     """
     reasoning = reasoning_of(record)
     if (produces or record.get("produces")) == "response" and not (reasoning or "").strip():
-        return []
+        response = record.get("response") or ""
+        flags = [Flag("empty", "the response is empty")] if not response.strip() else []
+        cut = _check_truncated("", response, record.get("finish_reason"), expected_section=False)
+        return flags + ([cut] if cut else [])
     return check_one(
         reasoning,
         record.get("response"),

@@ -42,7 +42,8 @@ class Flag:
 class CheckConfig:
     """Thresholds of every check. The defaults suit English and Japanese reasoning of a few sentences."""
 
-    # language: ISO 639-1 code of the language the reasoning must be in; None skips the check.
+    # language: the language the reasoning must be in, a code (en) or a name (English), kept as its ISO 639-1
+    # code; None skips the check.
     expected_language: str | None = None
     # flag only when the detected language has at least this (normalized) probability
     min_language_confidence: float = 0.8
@@ -80,3 +81,9 @@ class CheckConfig:
     leakage_min_total_cjk_chars: int = 8
     # longest answer phrase (words) taken from "X is <phrase>" in the response
     leakage_max_answer_words: int = 6
+
+    def __post_init__(self) -> None:
+        if self.expected_language:
+            from reasonry.quality.language import language_code
+
+            object.__setattr__(self, "expected_language", language_code(self.expected_language))

@@ -6,8 +6,28 @@ import re
 import threading
 from typing import Any
 
+from reasonry.errors import ConfigError
 from reasonry.quality.flags import CheckConfig, Flag
 from reasonry.quality.normalisation import _CJK_RUN_RE, _HAN_RE, _KANA_RE
+
+LANGUAGES = {
+    "ja": "Japanese", "en": "English", "zh": "Chinese", "zh-cn": "Simplified Chinese",
+    "zh-tw": "Traditional Chinese", "ko": "Korean", "fr": "French", "de": "German", "es": "Spanish",
+    "it": "Italian", "pt": "Portuguese", "ru": "Russian", "vi": "Vietnamese", "th": "Thai", "id": "Indonesian",
+    "ar": "Arabic", "hi": "Hindi", "nl": "Dutch", "pl": "Polish", "tr": "Turkish", "uk": "Ukrainian",
+}
+
+
+def language_code(value: str, flag: str = "--language") -> str:
+    """The ISO 639-1 code the checks compare with, from a code (en, ja, pt-BR) or an English name (Japanese)."""
+    text = value.strip().lower()
+    by_name = {name.lower(): code.split("-")[0] for code, name in LANGUAGES.items()}
+    code = by_name.get(text, text.replace("_", "-").split("-")[0])
+    if code not in _identifier().nb_classes:
+        raise ConfigError(f"{flag} {value!r}: not a language the check knows; give a code such as en, ja, zh, fr "
+                          "or a name such as English, Japanese")
+    return code
+
 
 _langid_lock = threading.Lock()
 _langid_identifier: Any = None
@@ -54,7 +74,7 @@ def detect_language(text: str) -> tuple[str, float]:
 
 
 def _check_language(reasoning: str, config: CheckConfig) -> Flag | None:
-    expected = (config.expected_language or "").lower().split("-")[0].split("_")[0]
+    expected = config.expected_language
     if not expected or len(reasoning.strip()) < config.min_chars:
         return None
     lang, prob = detect_language(reasoning)

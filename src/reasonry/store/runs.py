@@ -72,12 +72,15 @@ class RunsMixin(StoreBase):
         return config
 
     def resolve_run(self, ref: str, kind: str | None = None) -> str:
-        """A run id from a full id, a unique prefix (compared as text, never as a pattern), or 'last'."""
+        """A run id from a full id, a unique prefix (compared as text, never as a pattern), or 'last': the newest
+        run that got as far as planning a request (a run refused at its input, with nothing in it, is skipped)."""
         if ref in ("last", "latest"):
-            where, args = ("", []) if kind is None else (" WHERE kind=?", [kind])
-            row = self._one(f"SELECT id FROM runs{where} ORDER BY created_at DESC LIMIT 1", args)
+            where = ("WHERE (status != 'failed' OR EXISTS (SELECT 1 FROM run_requests q WHERE q.run_id = r.id)"
+                     " OR EXISTS (SELECT 1 FROM debate_nodes d WHERE d.run_id = r.id))")
+            where, args = (where, []) if kind is None else (where + " AND kind=?", [kind])
+            row = self._one(f"SELECT id FROM runs r {where} ORDER BY created_at DESC LIMIT 1", args)
             if row is None:
-                raise InputError(f"no runs in {self.path} yet")
+                raise InputError(f"no runs in {self.path} yet (runs refused at their input do not count)")
             return str(row["id"])
         rows = self._all("SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id", (len(ref), ref))
         exact = [r for r in rows if r["id"] == ref]

@@ -106,6 +106,8 @@ def run_followup(run: str, spec: ModelSpec, config: FollowUpConfig, prepare: Pre
     try:
         run_id = store.resolve_run(run)
         info = store.get_run(run_id)
+        if out_path is not None:
+            check_output_path(out_path, inputs=[info.get("source")])
         labels = [m["label"] for m in info["models"] if m["label"] != skip]
         check_has_results(store, run_id, labels)
         job = prepare(store, run_id, info, labels)

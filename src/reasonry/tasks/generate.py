@@ -146,7 +146,7 @@ def generate(
     specs = [m if isinstance(m, ModelSpec) else parse_model_spec(m) for m in models]
     if not specs:
         raise InputError("give at least one --model")
-    out_path = check_output_path(out) if out is not None else None
+    out_path = check_output_path(out, inputs=[input_path]) if out is not None else None
     template = load_template(config.template)
     role_text(config.role, config.system)
     source = open_rows(input_path, encoding=encoding, sheet=sheet, id_col=id_col, question_col=question_col,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonry.io.values import id_value
-from reasonry.io.writers import write_table
+from reasonry.io.writers import check_not_input, write_table
 from reasonry.store import RunRecord, Store
 
 TEXT_FIELDS = ("reasoning", "response")
@@ -44,6 +44,7 @@ def write_run_output(store: Store, run_id: str, path: str | Path, *, models: lis
                      wide: bool | None = None) -> int:
     """Write the run to `path` (format by extension). Wide = one column per model and field (xlsx default)."""
     run = store.get_run(run_id)
+    check_not_input(Path(path), f"--out {path}", [run.get("source")])
     config = run["config"]
     labels = [m["label"] for m in run["models"] if not models or m["label"] in models]
     samples = int(config.get("samples", 1))

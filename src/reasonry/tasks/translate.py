@@ -17,6 +17,7 @@ from reasonry.engines.base import Engine, Request
 from reasonry.errors import InputError
 from reasonry.prompts.library import PromptTemplate
 from reasonry.prompts.roles import ROLES
+from reasonry.quality.language import LANGUAGES
 from reasonry.requests import error_request
 from reasonry.store import RunRecord, Store
 from reasonry.tasks.base import Task
@@ -31,12 +32,6 @@ from reasonry.tasks.followup import (
 )
 
 FIELDS = ("reasoning", "response")
-LANGUAGES = {
-    "ja": "Japanese", "en": "English", "zh": "Chinese", "zh-cn": "Simplified Chinese",
-    "zh-tw": "Traditional Chinese", "ko": "Korean", "fr": "French", "de": "German", "es": "Spanish",
-    "it": "Italian", "pt": "Portuguese", "ru": "Russian", "vi": "Vietnamese", "th": "Thai", "id": "Indonesian",
-    "ar": "Arabic", "hi": "Hindi", "nl": "Dutch", "pl": "Polish", "tr": "Turkish", "uk": "Ukrainian",
-}
 
 
 def language_of(to: str) -> tuple[str, str]:

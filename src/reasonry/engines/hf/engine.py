@@ -45,6 +45,7 @@ class HFEngine(Engine):
         self.spec = spec
         self.torch = torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        _check_device(self.device, torch)
         on_gpu = self.device.startswith("cuda")
         check_local_path(spec.model, "model")
         for adapter in spec.adapters:
@@ -288,6 +289,17 @@ class HFEngine(Engine):
         seq.sink.put(Result(key=seq.request.key, text=text, raw_text=raw, prompt_tokens=len(seq.prompt),
                             completion_tokens=len(seq.tokens), finish_reason=finish,
                             latency_s=time.perf_counter() - seq.submitted))
+
+
+def _check_device(device: str, torch: Any) -> None:
+    if not device.startswith("cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        have = f"{count} CUDA GPU{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1})" if count else "no CUDA GPU"
+        raise ConfigError(f"--device {device}: this machine has {have}; use --device cpu"
+                          + (" or one of those" if count else ""))
 
 
 def _bnb_config(four_bit: bool, device: str) -> Any:
