@@ -53,6 +53,20 @@ class RunsMixin(StoreBase):
                 self.add_run_model(run_id, label, spec)
         return run_id
 
+    def interrupted_run(self, kind: str, source: str | None, config: dict[str, Any],
+                        models: Sequence[tuple[str, str]]) -> dict[str, Any] | None:
+        """The newest interrupted run (Ctrl-C, or its process gone) that the same command started: same kind, source,
+        settings and models, so that running the command again resumes it under its own id."""
+        same = json.loads(json.dumps(config, ensure_ascii=False, default=str))
+        rows = self._all("SELECT * FROM runs WHERE kind=? AND source IS ? AND status IN ('running', 'interrupted') "
+                         "ORDER BY created_at DESC LIMIT 20", (kind, source))
+        for row in rows:
+            data = _run_dict(row)
+            if data["status"] == "interrupted" and data["config"] == same and \
+                    [(m["label"], m["spec"]) for m in self.run_models(data["id"])] == list(models):
+                return data
+        return None
+
     def add_run_model(self, run_id: str, label: str, spec: str) -> None:
         with self.transaction() as conn:
             position = conn.execute("SELECT COUNT(*) FROM run_models WHERE run_id=?", (run_id,)).fetchone()[0]

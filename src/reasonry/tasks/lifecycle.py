@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from reasonry.store import Store
@@ -25,12 +26,18 @@ class OpenRun:
 def open_run(store: Store, kind: str, *, source: str | None = None, config: dict[str, Any] | None = None,
              models: Sequence[tuple[str, str]] = (), run_id: str | None = None,
              on: str | None = None) -> Iterator[OpenRun]:
-    """Create (or reopen, with `run_id`) a run and record how it ends: done, failed or interrupted.
+    """Create (or reopen, with `run_id`) a run and record how it ends: done, failed or interrupted. A run the same
+    command started and did not finish (interrupted, or its process gone) is reopened, unless its source file has
+    changed since it started.
 
     With `on`, the task adds to an existing run (ensemble, translate): the run keeps its own status and
     summary, and this task's status and summary are recorded in its config under `tasks.<kind>`.
     """
     if on is None:
+        if run_id is None:
+            earlier = store.interrupted_run(kind, source, config or {}, models)
+            if earlier is not None and not _changed_since(source, earlier["created_at"]):
+                run_id = earlier["id"]
         run = OpenRun(store, store.create_run(kind, source=source, config=config or {}, models=models,
                                               run_id=run_id), kind)
     else:
@@ -48,6 +55,11 @@ def open_run(store: Store, kind: str, *, source: str | None = None, config: dict
             store.finish_run(run.run_id, status, run.summary)
         else:
             _record_task(store, run, status)
+
+
+def _changed_since(source: str | None, started: float) -> bool:
+    path = Path(source) if source else None
+    return path is not None and path.exists() and path.stat().st_mtime > started
 
 
 def _record_task(store: Store, run: OpenRun, status: str) -> None:
