@@ -117,6 +117,17 @@ def test_last_skips_a_run_refused_at_its_input(tmp_path, tiny_model, capsys, mon
     assert Store(db).resolve_run("last") == json.loads(first.out)["run_id"]
 
 
+def test_an_engine_error_names_its_row(tmp_path, tiny_model, capsys, monkeypatch):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": "hi"}) + "\n" + json.dumps({"question": "word " * 200}) + "\n",
+                         encoding="utf-8")
+    result = run_cli(["generate", str(questions), "-m", f"hf:{tiny_model}", "--max-model-len", "64", "--json",
+                      "--db", str(tmp_path / "r.db"), *FAST], capsys, monkeypatch)
+    assert result.code == 3
+    [error] = json.loads(result.out)["errors"]
+    assert error.startswith("row 2: prompt has ") and "--max-model-len" in error
+
+
 def test_an_engine_flag_no_model_uses_is_refused(tmp_path, capsys, monkeypatch):
     questions = tmp_path / "q.jsonl"
     questions.write_text('{"question": "hi"}\n', encoding="utf-8")

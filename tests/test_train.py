@@ -141,3 +141,36 @@ def test_dpo_on_steering_pairs_trains_an_adapter_generate_loads(tmp_path, tiny_m
     base = _generate(tmp_path, f"hf:{tiny_model}", "base", capsys, monkeypatch)
     tuned = _generate(tmp_path, f"hf:{tiny_model}+{adapter}", "tuned", capsys, monkeypatch)
     assert tuned != base
+
+
+def test_out_folder_is_new_empty_or_an_earlier_adapter_replaced_whole(tmp_path, tiny_model, capsys, monkeypatch):
+    data = _export(tmp_path, "alpaca-special", capsys, monkeypatch)
+    base = f"hf:{tiny_model}"
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "data.txt").write_text("mine", encoding="utf-8")
+    refused = run_cli(["train", str(data), "--base", base, "--out", str(other), "--max-steps", "2"], capsys, monkeypatch)
+    assert refused.code == 2 and "holds other files" in refused.err
+    assert [p.name for p in other.iterdir()] == ["data.txt"]
+
+    adapter = tmp_path / "adapter"
+    first = run_cli(["train", str(data), "--base", base, "--out", str(adapter), "--max-steps", "2"], capsys, monkeypatch)
+    assert first.code == 0, first.err
+    earlier = (adapter / "adapter_model.safetensors").read_bytes()
+    (adapter / "stale.txt").write_text("from before", encoding="utf-8")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    with monkeypatch.context() as patch:  # a failed training keeps the earlier adapter as it was
+        patch.setattr("transformers.Trainer.train", broken)
+        with pytest.raises(RuntimeError):
+            train(data, base, adapter, TrainConfig(max_steps=2))
+    assert (adapter / "adapter_model.safetensors").read_bytes() == earlier and (adapter / "stale.txt").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".adapter.")]
+
+    again = run_cli(["train", str(data), "--base", base, "--out", str(adapter), "--max-steps", "3", "--lr", "1e-2"],
+                    capsys, monkeypatch)
+    assert again.code == 0, again.err
+    assert not (adapter / "stale.txt").exists() and json.loads((adapter / "train.json").read_text())["steps"] == 3
+    assert len((adapter / "loss.jsonl").read_text().splitlines()) == 3

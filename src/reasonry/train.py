@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -328,33 +331,52 @@ def train(data: str | Path, base: str, out: str | Path, config: TrainConfig | No
     fmt = resolve_format(config.format, list(dataset.column_names), data)
     method = resolve_method(config.method, fmt, data)
     dataset, trl_format = prepare_dataset(dataset, fmt)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: is a file; give a folder for the adapter")
+    out = _check_adapter_folder(Path(out))
     model, tokenizer = load_base(name, config.load_in_4bit)
     chat = trl_format == "conversational" or (fmt == "preference" and isinstance(dataset[0]["chosen"], list))
     if chat and not tokenizer.chat_template:
         raise InputError(f"{data}: chat records need a chat template, and hf:{name} has none; export "
                          "alpaca-special or prompt-completion instead")
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / LOSS_LOG
-    log_path.unlink(missing_ok=True)
-    trainer = _trainer(model, tokenizer, dataset, config, out, method, _loss_callback(log_path, on_log))
-    started = time.perf_counter()
-    result = trainer.train()
-    seconds = time.perf_counter() - started
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
-    losses = read_losses(log_path)
-    summary = {
-        "out": str(out), "base": name, "data": str(data), "format": fmt, "method": method, "records": len(dataset),
-        "steps": int(result.global_step), "first_loss": losses[0]["loss"] if losses else None,
-        "last_loss": losses[-1]["loss"] if losses else None, "train_loss": float(result.training_loss),
-        "seconds": round(seconds, 2), "trainable_params": _trainable(trainer.model), "loss_log": str(log_path),
-        "config": asdict(config),
-    }
-    write_text(out / "train.json", json.dumps(summary, indent=1, default=str))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.training-", dir=out.parent))  # `out` changes only at the end
+    try:
+        trainer = _trainer(model, tokenizer, dataset, config, work, method, _loss_callback(work / LOSS_LOG, on_log))
+        started = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - started
+        trainer.save_model(str(work))
+        tokenizer.save_pretrained(str(work))
+        losses = read_losses(work / LOSS_LOG)
+        summary = {
+            "out": str(out), "base": name, "data": str(data), "format": fmt, "method": method,
+            "records": len(dataset), "steps": int(result.global_step),
+            "first_loss": losses[0]["loss"] if losses else None, "last_loss": losses[-1]["loss"] if losses else None,
+            "train_loss": float(result.training_loss), "seconds": round(seconds, 2),
+            "trainable_params": _trainable(trainer.model), "loss_log": str(out / LOSS_LOG), "config": asdict(config),
+        }
+        write_text(work / "train.json", json.dumps(summary, indent=1, default=str))
+        _replace_folder(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return summary
+
+
+def _check_adapter_folder(out: Path) -> Path:
+    """`out` may be new, empty, or an earlier adapter of `reasonry train` (replaced once training succeeds)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file; give a folder for the adapter")
+    if out.is_dir() and any(out.iterdir()) and not (out / "train.json").exists():
+        raise InputError(f"--out {out}: holds other files; give a new or empty folder (or an earlier adapter's "
+                         "folder, which is replaced)")
+    return out
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    new.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _trainer(model: Any, tokenizer: Any, dataset: Any, config: TrainConfig, out: Path, method: str,

@@ -44,8 +44,8 @@ def finish(summary: dict[str, Any], as_json: bool) -> None:
     failed = summary.get("failed") or 0
     if failed:
         if not as_json:
-            console.print(f"[yellow]{failed} request(s) failed[/]: rerun the same command to retry them "
-                          f"(exit code {EXIT_FAILED_ROWS})", highlight=False)
+            console.print(f"[yellow]{failed} request(s) failed[/]: rerun the same command to retry them once "
+                          f"the cause is fixed (exit code {EXIT_FAILED_ROWS})", highlight=False)
         raise typer.Exit(EXIT_FAILED_ROWS)
 
 

@@ -119,6 +119,7 @@ def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, plan
     counts = Counts()
     produces_of: dict[str, str] = {}
     label_of: dict[str, str] = {}
+    row_of: dict[str, int] = {}  # for an engine's error line, which names no row
     started = time.perf_counter()
 
     def pending() -> Iterator[Request]:
@@ -145,6 +146,7 @@ def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, plan
                     continue
                 if key in done or key in produces_of or key in unflushed:  # stored, in flight, or just finished
                     continue
+                row_of[key] = item.row_index
                 produces_of[key] = item.produces
                 label_of[key] = item.model
                 fresh += 1
@@ -179,7 +181,7 @@ def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, plan
             buffer.append(read(result, produces))
             if result.error is None:
                 unflushed.add(result.key)
-            _count(counts, result)
+            _count(counts, result, row_of.pop(result.key, None))
             usage.setdefault(label_of.pop(result.key, spec.label), Usage()).count(result, sent=result.key not in refused)
             reporter.result(result)
             if len(buffer) >= FLUSH_ITEMS or time.monotonic() - last_flush > FLUSH_SECONDS:
@@ -200,11 +202,12 @@ def _with_rejected(results: Iterator[Result], rejected: list[Result]) -> Iterato
         yield rejected.pop()
 
 
-def _count(counts: Counts, result: Result) -> None:
+def _count(counts: Counts, result: Result, row_index: int | None = None) -> None:
     if result.error is not None:
         counts.failed += 1
         if len(counts.errors) < 5:
-            counts.errors.append(result.error)
+            where = f"row {row_index + 1}: " if row_index is not None else ""
+            counts.errors.append(where + result.error)
     else:
         counts.generated += 1
     counts.prompt_tokens += result.prompt_tokens
