@@ -13,7 +13,7 @@ from reasonry.config import SamplingParams, parse_model_spec
 from reasonry.engines.base import Engine, Result
 from reasonry.errors import ConfigError, InputError
 from reasonry.store import Store
-from reasonry.tasks.steer import Budget, Steerer, preference_pairs
+from reasonry.tasks.steer import Budget, Steerer, get_version, preference_pairs
 from reasonry.tasks.steer_formats import steer_format
 
 PARAMS = SamplingParams(max_new_tokens=12, seed=5)
@@ -210,6 +210,31 @@ def test_review_round_trip_through_excel(engine, run_db, tmp_path: Path) -> None
     book.save(book_path)
     with pytest.raises(InputError, match="row 4, column verdict"):
         import_review(store, book_path)
+
+
+def test_review_imported_without_regenerate_then_with_it_gets_its_response(engine, run_db, tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    from reasonry.tasks.review import export_review, import_review
+
+    db, run_id = run_db
+    store = Store(db)
+    book_path = tmp_path / "review.xlsx"
+    export_review(store, run_id, book_path)
+    book = load_workbook(book_path)
+    sheet = book.active
+    header = [c.value for c in sheet[1]]
+    sheet.cell(2, header.index("edited_reasoning") + 1).value = "Books are not fruit, so only the pears count."
+    sheet.cell(2, header.index("verdict") + 1).value = "edit"
+    book.save(book_path)
+    plain = import_review(store, book_path)
+    assert plain["edit"] == 1 and plain.get("regenerated", 0) == 0
+    later = import_review(store, book_path, engine=engine, dpo=tmp_path / "dpo.jsonl", params=PARAMS)
+    assert later["already imported"] == 1 and later["regenerated"] == 1
+    [chosen] = [get_version(store, v) for v in later["versions"]]
+    assert chosen.params["regenerated"] and chosen.reasoning.startswith("Books are not fruit")
+    again = import_review(store, book_path, engine=engine, params=PARAMS)  # now nothing left to regenerate
+    assert again.get("regenerated", 0) == 0 and again["versions"] == later["versions"]
 
 
 def test_generate_budget_sweep_writes_one_column_per_budget(tiny_model: Path, tmp_path: Path) -> None:

@@ -78,7 +78,8 @@ def import_command(
         stdout.print_json(json.dumps(summary, ensure_ascii=False))
         return
     parts = [f"{summary.get(v, 0)} {v}" for v in ("accept", "edit", "reject")]
-    console.print(f"imported {summary['reviewed']} reviewed rows ({', '.join(parts)}); "
+    again = f"{summary['already imported']} already imported, kept; " if summary.get("already imported") else ""
+    console.print(f"imported {summary['reviewed']} reviewed rows ({', '.join(parts)}); {again}"
                   f"{summary.get('regenerated', 0)} responses regenerated", highlight=False)
     for name in ("sft", "dpo"):
         if name in summary:

@@ -166,9 +166,9 @@ def _recorded(store: Store, row: dict[str, Any], records: dict[Any, Any],
             continue
         if row["verdict"] != "edit":
             return original, None
-        for edited in versions:
-            if edited.parent_id == original.id and edited.reasoning == row["edited_reasoning"]:
-                return original, edited
+        edits = [v for v in versions if v.parent_id == original.id and v.reasoning == row["edited_reasoning"]]
+        edits.sort(key=lambda v: not v.params.get("regenerated"))  # a regenerated response first
+        return original, edits[0] if edits else None
     return None
 
 
@@ -196,7 +196,7 @@ def import_review(store: Store, path: str | Path, *, engine: Engine | None = Non
     accepted: list[Version] = []
     pairs: list[tuple[Version, Version]] = []
     earlier = {row["sheet_row"]: _recorded(store, row, records, Path(path).name) for row in reviewed}
-    todo = [row for row in reviewed if earlier[row["sheet_row"]] is None]
+    todo = [row for row in reviewed if earlier[row["sheet_row"]] is None or _unregenerated(row, earlier[row["sheet_row"]])]
     responses = _regenerate(todo, engine, fmt, params or SamplingParams()) if engine is not None and todo else {}
     for row in reviewed:
         key = (row["run_id"], row["row_index"], row.get("model", ""))
@@ -206,14 +206,16 @@ def import_review(store: Store, path: str | Path, *, engine: Engine | None = Non
         if found is not None:  # the same workbook imported again: its versions are reused, not recorded twice
             original, edited = found
             counts["already imported"] += 1
+            if row["sheet_row"] in responses:  # imported before without --regenerate: the response is new now
+                edited = _record_edit(store, original, record, row, label, responses[row["sheet_row"]])
+                counts["regenerated"] += 1
             if row["verdict"] == "accept":
                 accepted.append(_accept(store, original))
             elif row["verdict"] == "edit" and edited is not None:
                 accepted.append(_accept(store, edited))
                 pairs.append((edited, original))
             continue
-        source = {"run": row["run_id"], "row_index": row["row_index"], "row_id": record["row_id"],
-                  "review": Path(path).name, "key": record["request_key"]}
+        source = _source(row, record, Path(path).name)
         original = record_version(
             store, thread=_thread(row["run_id"], record), parent_id=None,
             model=record["model"], mode="reasoning", question=record["question"], input_text=record["input"] or "",
@@ -224,12 +226,7 @@ def import_review(store: Store, path: str | Path, *, engine: Engine | None = Non
             accepted.append(_accept(store, original))
         elif row["verdict"] == "edit":
             regenerated = responses.get(row["sheet_row"])
-            edited = record_version(
-                store, thread=original.thread, parent_id=original.id, model=label or record["model"], mode="special",
-                question=record["question"], input_text=record["input"] or "", reasoning=row["edited_reasoning"],
-                response=regenerated if regenerated is not None else original.response, raw_text=None,
-                params={**source, "verdict": "edit", "regenerated": regenerated is not None}, seconds=None,
-                edited=True, note=row.get("note") or None)
+            edited = _record_edit(store, original, record, row, label, regenerated)
             accepted.append(_accept(store, edited))
             pairs.append((edited, original))
             counts["regenerated"] += regenerated is not None
@@ -247,6 +244,28 @@ def import_review(store: Store, path: str | Path, *, engine: Engine | None = Non
             write_records(outputs[-1], list(rows[0]), rows)
         summary["dpo"] = {"out": str(outputs[-1]) if rows else None, "records": len(rows)}
     return summary
+
+
+def _source(row: dict[str, Any], record: dict[str, Any], file_name: str) -> dict[str, Any]:
+    return {"run": row["run_id"], "row_index": row["row_index"], "row_id": record["row_id"], "review": file_name,
+            "key": record["request_key"]}
+
+
+def _unregenerated(row: dict[str, Any], found: tuple[Version, Version | None]) -> bool:
+    edited = found[1]
+    return row["verdict"] == "edit" and edited is not None and not edited.params.get("regenerated")
+
+
+def _record_edit(store: Store, original: Version, record: dict[str, Any], row: dict[str, Any], label: str | None,
+                 regenerated: str | None) -> Version:
+    """The edited version of a reviewed row: the edited reasoning, and the regenerated response if there is one."""
+    return record_version(
+        store, thread=original.thread, parent_id=original.id, model=label or record["model"], mode="special",
+        question=record["question"], input_text=record["input"] or "", reasoning=row["edited_reasoning"],
+        response=regenerated if regenerated is not None else original.response, raw_text=None,
+        params={**_source(row, record, original.params["review"]), "verdict": "edit",
+                "regenerated": regenerated is not None},
+        seconds=None, edited=True, note=row.get("note") or None)
 
 
 def _accept(store: Store, version: Version) -> Version:
