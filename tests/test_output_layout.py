@@ -83,3 +83,27 @@ def test_long_csv_and_jsonl_keep_the_same_order_and_integer_ids(checked_run, tmp
     records = [json.loads(line) for line in lines]
     assert [r["seq"] for r in records] == [1, 1, 2, 2, 3, 3]
     assert all(r["reasoning_ja"] is not None for r in records)
+
+
+def test_the_reference_column_goes_out_under_its_own_name(tiny_model: Path, tmp_path: Path) -> None:
+    source = write_questions(tmp_path / "q.json", [{"seq": 1, "question": "What is 2+3?", "answer": "5"},
+                                                   {"seq": 2, "question": "What is 2*3?", "answer": "6"}])
+    out = tmp_path / "out.csv"
+    cli_json("generate", str(source), "--model", f"hf:{tiny_model}", "--reference-col", "answer",
+             "--db", str(tmp_path / "r.db"), "--out", str(out), *FAST)
+    with out.open(encoding="utf-8-sig", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0])[:3] == ["seq", "question", "answer"] and [r["answer"] for r in rows] == ["5", "6"]
+
+
+def test_an_ensemble_of_a_sampled_run_has_one_column_set(tiny_model: Path, tmp_path: Path) -> None:
+    source = write_questions(tmp_path / "q.json", ROWS[:2])
+    db = str(tmp_path / "r.db")
+    run = cli_json("generate", str(source), "--model", f"hf:{tiny_model}", "--samples", "2", "--temperature", "0.7",
+                   "--db", db, *FAST)["run_id"]
+    cli_json("ensemble", run, "--aggregator", f"hf:{tiny_model}", "--db", db, *FAST)
+    with closing(Store(db)) as store:
+        write_run_output(store, run, tmp_path / "wide.xlsx")
+    header = [c.value for c in openpyxl.load_workbook(tmp_path / "wide.xlsx").active[1]]
+    assert "reasoning [tiny #1]" in header and "reasoning [tiny #2]" in header
+    assert "reasoning [ensemble]" in header and not [h for h in header if "ensemble #" in h]

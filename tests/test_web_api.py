@@ -317,6 +317,11 @@ def test_max_tokens_maps_to_max_new_tokens(tmp_path: Path) -> None:
                         content=json.dumps({"model": "fake", "prompt": "x", "max_tokens": 77, "stop": ["END"]}))
     assert reply.status_code == 200, reply.text
     assert engine.seen[0].params.max_new_tokens == 77 and engine.seen[0].params.stop == ("END",)
+    for field, value in (("max_tokens", -3), ("temperature", -1), ("top_p", 0)):
+        refused = client.post("/v1/completions", headers=WRITE,
+                              content=json.dumps({"model": "fake", "prompt": "x", field: value}))
+        message = refused.json()["error"]["message"]
+        assert refused.status_code == 400 and message.startswith(f"{field} must be") and "--" not in message
 
 
 @pytest.mark.parametrize("path", ["/api/versions/99999999999999999999", "/api/diff?a=1&b=99999999999999999999",

@@ -67,6 +67,12 @@ class RunsMixin(StoreBase):
                 return data
         return None
 
+    def samples_per_model(self, run_id: str) -> dict[str, int]:
+        """How many samples each model of a run has (an ensemble's one per row beside `--samples N` models)."""
+        rows = self._all("SELECT model, MAX(sample_index) + 1 AS n FROM run_requests WHERE run_id=? AND column='' "
+                         "GROUP BY model", (run_id,))
+        return {row["model"]: int(row["n"]) for row in rows}
+
     def add_run_model(self, run_id: str, label: str, spec: str) -> None:
         with self.transaction() as conn:
             position = conn.execute("SELECT COUNT(*) FROM run_models WHERE run_id=?", (run_id,)).fetchone()[0]

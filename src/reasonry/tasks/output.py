@@ -60,16 +60,19 @@ def write_run_output(store: Store, run_id: str, path: str | Path, *, models: lis
     # An input column named like an output column (a Dolly-style `response`, say) keeps its values under a new name.
     renamed = {c: f"{c} (input)" for c in config.get("extra_columns", []) if c in reserved}
     extras = [renamed.get(c, c) for c in config.get("extra_columns", [])]
-    base = [id_name, "question"] + (["input"] if has_input else [])
+    reference = config.get("reference_col")  # the expected answer (--reference-col) goes out under its own name
+    reference = f"{reference} (input)" if reference in reserved else reference
+    base = [id_name, "question"] + (["input"] if has_input else []) + ([reference] if reference else [])
     groups = text_groups(translations)
     texts = [name for group in groups for name in group]
-    records = _renaming(store.run_records(run_id, models=labels, columns=None), renamed)
+    records = _renaming(store.run_records(run_id, models=labels, columns=None), renamed, reference)
     grouped = _with_flags(store, _rows(records)) if flagged else _rows(records)
     if wide:
-        slots = [(label, s) for label in labels for s in range(samples)]
-        columns = base + [_slotted(f, slot, samples) for group in groups for slot in slots for f in group] + extras \
-            + [_slotted(m, slot, samples) for m in metrics for slot in slots]
-        rows: Iterable[dict[str, Any]] = (_wide_row(group, slots, samples, texts, metrics, id_name)
+        per_model = {label: samples for label in labels} | store.samples_per_model(run_id)
+        slots = {(label, s): _slot_name(label, s, per_model[label]) for label in labels for s in range(per_model[label])}
+        columns = base + [_slotted(f, slots[slot]) for group in groups for slot in slots for f in group] + extras \
+            + [_slotted(m, slots[slot]) for m in metrics for slot in slots]
+        rows: Iterable[dict[str, Any]] = (_wide_row(group, slots, texts, metrics, id_name)
                                           for group in grouped)
     else:
         columns = base + texts + ["model"] + (["sample"] if samples > 1 else []) + extras + metrics
@@ -97,10 +100,13 @@ def _with_flags(store: Store, groups: Iterator[list[dict[str, Any]]]) -> Iterato
             yield group
 
 
-def _renaming(records: Iterator[dict[str, Any]], renamed: dict[str, str]) -> Iterator[dict[str, Any]]:
+def _renaming(records: Iterator[dict[str, Any]], renamed: dict[str, str],
+              reference: str | None) -> Iterator[dict[str, Any]]:
     for record in records:
         if renamed:
             record["extra"] = {renamed.get(k, k): v for k, v in record["extra"].items()}
+        if reference:
+            record["extra"] = {reference: record["reference"], **record["extra"]}
         yield record
 
 
@@ -108,8 +114,8 @@ def _slot_name(label: str, sample: int, samples: int) -> str:
     return label if samples == 1 else f"{label} #{sample + 1}"
 
 
-def _slotted(field: str, slot: Slot, samples: int) -> str:
-    return f"{field} [{_slot_name(slot[0], slot[1], samples)}]"
+def _slotted(field: str, name: str) -> str:
+    return f"{field} [{name}]"
 
 
 def _rows(records: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -152,7 +158,7 @@ def _long_rows(records: list[dict[str, Any]], id_name: str, texts: list[str], me
         yield row
 
 
-def _wide_row(records: list[dict[str, Any]], slots: list[Slot], samples: int, texts: list[str],
+def _wide_row(records: list[dict[str, Any]], slots: dict[Slot, str], texts: list[str],
               metrics: list[str], id_name: str) -> dict[str, Any]:
     row = _common(records[0], id_name)
     by_slot = {(r["model"], r["sample_index"], r["column"]): r for r in records}
@@ -160,7 +166,7 @@ def _wide_row(records: list[dict[str, Any]], slots: list[Slot], samples: int, te
         record = by_slot.get((*slot, ""))
         columns = {c: r for (m, s, c), r in by_slot.items() if (m, s) == slot and c}
         for name, value in _texts(record, columns, texts).items():
-            row[_slotted(name, slot, samples)] = value
+            row[_slotted(name, slots[slot])] = value
         for name in metrics:
-            row[_slotted(name, slot, samples)] = _value(record, name) if record else None
+            row[_slotted(name, slots[slot])] = _value(record, name) if record else None
     return row

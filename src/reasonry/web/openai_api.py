@@ -9,6 +9,7 @@ completions; default chat when the model has a chat template), `top_k`, `repetit
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -46,9 +47,9 @@ def _params(body: OpenAIBody, defaults: SamplingParams) -> SamplingParams:
     """The OpenAI fields mapped to /api's names and checked by the one `params_from` (so its caps apply)."""
     try:
         params = params_from(body.sampling(), defaults)
-    except InputError as exc:
-        message = str(exc).replace("max_new_tokens", "max_tokens").replace("sampling parameter ", "")
-        raise InputError(message) from None
+    except (InputError, ConfigError) as exc:  # the message names the request's fields, not the CLI flags
+        message = re.sub(r"--([a-z-]+)", lambda m: m.group(1).replace("-", "_"), str(exc))
+        raise InputError(message.replace("max_new_tokens", "max_tokens").replace("sampling parameter ", "")) from None
     stop = body.stop or []
     return params.with_(stop=(stop,) if isinstance(stop, str) else tuple(stop))
 
