@@ -277,8 +277,10 @@ def _print_report(report: BatchReport, as_json: bool, rows: int = 20) -> None:
         stdout.print_json(json.dumps(report.to_dict(), ensure_ascii=False))
         return
     table = Table(title=f"batch {report.batch_id} on run {report.run_id} ({report.model})")
-    for name in ("row", "changed", "response diff", "flags before", "flags after", "versions", "new response"):
-        table.add_column(name, no_wrap=name != "new response", overflow="ellipsis", max_width=60)
+    for name in ("row", "changed", "diff", "flags before", "flags after", "versions"):
+        table.add_column(name, no_wrap=not name.startswith("flags"), overflow="ellipsis" if name == "row" else "fold",
+                         max_width=24 if name == "row" else None)
+    table.add_column("new response", min_width=16, max_width=60)
     for row in report.per_row[:rows]:
         table.add_row(row.row_id, "yes" if row.changed else "", f"-{row.response_diff['delete']} "
                       f"+{row.response_diff['insert']}", ",".join(row.flags_before), ",".join(row.flags_after),
