@@ -58,3 +58,17 @@ def test_reading_commands_never_create_a_database(tmp_path: Path, args: list[str
     result = run_cli([*args, "--db", str(missing)], capsys, monkeypatch)
     assert result.code == 2 and "no such database" in result.out + result.err
     assert not missing.exists()
+
+
+def test_a_run_of_another_kind_is_refused_by_name(tmp_path: Path, capsys, monkeypatch) -> None:
+    db = tmp_path / "k.db"
+    store = Store(db)
+    run = store.create_run("generate", source=None, config={})
+    store.finish_run(run, "done", {})
+    with pytest.raises(Exception, match=f"run {run} is a generate run, not a steer-batch run"):
+        store.resolve_run(run[:12], "steer-batch")
+    with pytest.raises(Exception, match="no steer-batch runs in"):
+        store.resolve_run("last", "steer-batch")
+    store.close()
+    shown = run_cli(["steer", "batch-show", run, "--db", str(db)], capsys, monkeypatch)
+    assert shown.code == 2 and "is a generate run, not a steer-batch run" in shown.err and "Traceback" not in shown.err

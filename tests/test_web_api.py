@@ -90,6 +90,28 @@ def test_chat_streaming_and_not(client: openai.OpenAI) -> None:
     assert chunks[-1].choices[0].finish_reason == reply.choices[0].finish_reason
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_prompt_the_model_cannot_take_is_a_400_before_any_stream(server: Server, stream: bool) -> None:
+    for path, body in (("/v1/completions", {"prompt": ""}),
+                       ("/v1/completions", {"prompt": "word " * 5000}),
+                       ("/v1/chat/completions", {"messages": [{"role": "user", "content": "word " * 5000}]})):
+        reply = httpx.post(server.url + path, headers={"Authorization": "Bearer x"}, timeout=60,
+                           json={"model": "tiny", "max_tokens": 4, "stream": stream, **body})
+        assert reply.status_code == 400, (path, reply.text)
+        message = reply.json()["error"]["message"]
+        assert message.startswith("model tiny: prompt ") and "\n" not in message
+
+
+def test_reasonry_generates_through_its_own_server_without_a_key(server: Server, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import reasonry
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    run = reasonry.generate([{"question": "Why do apples fall?"}], f"openai:tiny@{server.url}/v1", template="phi2",
+                            db=tmp_path / "o.db", max_new_tokens=8)
+    assert run["generated"] == 1 and run["failed"] == 0
+
+
 def test_steering_through_extra_body(client: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": SEED_QUESTION}]
     plain = client.chat.completions.create(model="tiny", messages=messages, max_tokens=16, seed=4)
@@ -277,6 +299,9 @@ CHAT = [{"role": "user", "content": "hi"}]
         ("/v1/chat/completions", {"model": "fake", "messages": CHAT, "template": "alpaca", "mode": "special"},
          "mode special needs a reasoning"),
         ("/v1/chat/completions", {"model": "fake", "messages": CHAT, "reasoning": ["a"]}, "reasoning must be a string"),
+        ("/v1/chat/completions", {"messages": CHAT}, 'the body needs "model": one of fake'),
+        ("/api/versions/1/accept", {"accepted": "false"}, "accepted"),
+        ("/api/batch/x/accept", {"all": "yes"}, "all"),
     ],
 )
 def test_bad_input_is_a_one_line_400(tmp_path: Path, path: str, body: dict, message: str) -> None:

@@ -94,6 +94,10 @@ class Engine(ABC):
             yield result.text
         yield result
 
+    def check(self, request: Request) -> str | None:
+        """Why the engine would refuse `request` without running it (an empty or too long prompt), or None."""
+        return None
+
     def render_chat(self, messages: list[dict[str, str]], prefill: str | None = None) -> str | None:
         """Render chat messages to a prompt string when the engine renders locally; None otherwise."""
         return None

@@ -79,7 +79,8 @@ class OpenAIEngine(Engine):
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self._secret = resolve_api_key(api_key, api_key_env)
-        self._headers = {"Content-Type": "application/json"}
+        # `reasonry serve` takes X-Reasonry as proof of a non-browser client (no cross-site form sends it)
+        self._headers = {"Content-Type": "application/json", "X-Reasonry": "1"}
         if self._secret:
             self._headers["Authorization"] = f"Bearer {self._secret}"
         self._rpm = TokenBucket(rpm) if rpm else None

@@ -100,12 +100,17 @@ class RunsMixin(StoreBase):
             where, args = (where, []) if kind is None else (where + " AND kind=?", [kind])
             row = self._one(f"SELECT id FROM runs r {where} ORDER BY created_at DESC LIMIT 1", args)
             if row is None:
-                raise InputError(f"no runs in {self.path} yet (runs refused at their input do not count)")
+                what = f"{kind} runs" if kind else "runs"
+                raise InputError(f"no {what} in {self.path} yet (runs refused at their input do not count)")
             return str(row["id"])
-        rows = self._all("SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id", (len(ref), ref))
+        rows = self._all("SELECT id, kind FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id", (len(ref), ref))
         exact = [r for r in rows if r["id"] == ref]
         if len(rows) == 1 or exact:
-            return str((exact or rows)[0]["id"])
+            found = (exact or rows)[0]
+            if kind is not None and found["kind"] != kind:
+                raise InputError(f"run {found['id']} is a {found['kind']} run, not a {kind} run; "
+                                 f"`reasonry runs` lists them with their kind")
+            return str(found["id"])
         if not rows:
             raise InputError(f"run {ref!r} not found in {self.path}; `reasonry runs` lists them")
         raise InputError(f"run {ref!r} is ambiguous ({', '.join(r['id'] for r in rows[:5])}); give more of it")

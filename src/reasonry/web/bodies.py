@@ -12,6 +12,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictStr,
     ValidationError,
     model_validator,
@@ -130,7 +131,15 @@ class BatchAcceptBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     without_flags: list[StrictStr] = []
-    all: bool = False
+    all: StrictBool = False
+
+
+class AcceptBody(BaseModel):
+    """POST /api/versions/{id}/accept: a version becomes training data, so only a JSON true/false decides."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    accepted: StrictBool = True
 
 
 class OpenAIBody(BaseModel):

@@ -56,8 +56,11 @@ def _params(body: OpenAIBody, defaults: SamplingParams) -> SamplingParams:
 
 def _model(steerer: Steerer, body: OpenAIBody) -> tuple[str, Engine]:
     name = body.model
+    served = ", ".join(steerer.engines)
+    if name is None:
+        raise InputError(f"the body needs \"model\": one of {served} (GET /v1/models)")
     if not isinstance(name, str) or name not in steerer.engines:
-        raise InputError(f"model {name!r} is not served; GET /v1/models lists: {', '.join(steerer.engines)}")
+        raise InputError(f"model {name!r} is not served; GET /v1/models lists: {served}")
     return name, steerer.engines[name]
 
 
@@ -143,7 +146,12 @@ async def _read(request: Request, kind: type[B], build: Callable[[Engine, B, Sam
     steerer = steerer_of(request)
     body = read_body(kind, await json_body(request))
     label, engine = _model(steerer, body)
-    return steerer, body, label, build(engine, body, _params(body, steerer.params))
+    built = build(engine, body, _params(body, steerer.params))
+    engine_request = built[0] if isinstance(built, tuple) else built
+    problem = engine.check(engine_request)  # refused before any 200: a 400 also for stream=true
+    if problem:
+        raise InputError(f"model {label}: {problem}")
+    return steerer, body, label, built
 
 
 def _completion_request(engine: Engine, body: CompletionBody, params: SamplingParams) -> EngineRequest:

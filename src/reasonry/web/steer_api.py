@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from reasonry.config import SamplingParams
 from reasonry.errors import InputError, ReasonryError
 from reasonry.tasks.steer import Budget, Steerer, Version, accept, get_version, history, threads
-from reasonry.web.bodies import MAX_INT, BatchAcceptBody, BatchBody, SteerBody, read_body
+from reasonry.web.bodies import MAX_INT, AcceptBody, BatchAcceptBody, BatchBody, SteerBody, read_body
 from reasonry.web.diff import diff_stats, word_diff
 
 router = APIRouter(prefix="/api")
@@ -163,8 +163,8 @@ def version(request: Request, version_id: int) -> dict[str, Any]:
 
 @router.post("/versions/{version_id}/accept")
 async def accept_version(request: Request, version_id: int) -> dict[str, Any]:
-    body = await json_body(request)
-    return accept(steerer_of(request).store, version_id_of(version_id), bool(body.get("accepted", True))).to_dict()
+    body = read_body(AcceptBody, await json_body(request))
+    return accept(steerer_of(request).store, version_id_of(version_id), body.accepted).to_dict()
 
 
 @router.get("/diff")

@@ -242,7 +242,12 @@ class HFEngine(Engine):
             self.torch.cuda.empty_cache()
 
     # -- requests and results -------------------------------------------------------
-    def _sequence(self, request: Request, sink: queue.Queue, stream: bool = False) -> Sequence | Result:
+    def check(self, request: Request) -> str | None:
+        prepared = self._prepare(request)
+        return prepared.error if isinstance(prepared, Result) else None
+
+    def _prepare(self, request: Request) -> tuple[str, list[int], int] | Result:
+        """(prompt text, its token ids, room for new tokens), or the Result that refuses the request."""
         try:
             text = request.prompt if request.prompt is not None else self.render_chat(request.messages or [],
                                                                                         request.prefill)
@@ -255,6 +260,13 @@ class HFEngine(Engine):
                           error=f"prompt has {len(ids)} tokens; the engine holds {self.max_model_len} per sequence "
                                 "(prompt + output): shorten the prompt or raise --max-model-len" if ids else
                                 "prompt is empty")
+        return text, ids, room
+
+    def _sequence(self, request: Request, sink: queue.Queue, stream: bool = False) -> Sequence | Result:
+        prepared = self._prepare(request)
+        if isinstance(prepared, Result):
+            return prepared
+        text, ids, room = prepared
         max_new = min(request.params.max_new_tokens, room, self.max_model_len - len(ids))
         return Sequence(request=request, text=text, prompt=ids, max_new=max_new, sink=sink, stream=stream,
                         seed=request_seed(request.params.seed, request.sample_index, text))
