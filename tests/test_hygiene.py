@@ -78,6 +78,14 @@ def test_dedup_file_keeps_the_first_of_each_cluster(data: Path, tmp_path: Path) 
     assert strict["duplicates"] == 2  # the changed word no longer counts
 
 
+def test_kept_rows_keep_a_numeric_id_a_number(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "n.jsonl", [{"seq": i + 1, "question": q} for i, q in enumerate(QUESTIONS[:3])])
+    out = tmp_path / "kept.jsonl"
+    result = CliRunner().invoke(app, ["dedup", str(data), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [r["seq"] for r in read_jsonl(out)] == [1, 2]
+
+
 def test_decontaminate_file_flags_the_matching_span(data: Path, bench: Path, tmp_path: Path) -> None:
     out = tmp_path / "clean.csv"
     summary = decontaminate(data, bench, out=out, against_columns={"question_col": "problem"})
@@ -138,6 +146,7 @@ def test_run_marks_are_left_out_by_export(data: Path, bench: Path, tmp_path: Pat
     ["dedup", "{data}", "--out", "{data}"],
     ["dedup", "{data}", "--field", "reasoning", "--out", "{tmp}/o.jsonl"],
     ["dedup", "no-such-run", "--db", "{tmp}/none.db", "--report", "{tmp}/o.jsonl"],
+    ["dedup", "{tmp}/nope.jsonl", "--report", "{tmp}/o.jsonl"],
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(data: Path, tmp_path: Path, args: list[str]) -> None:
     before = data.read_bytes()
@@ -145,6 +154,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(data: Path, tmp_path: P
     done = subprocess.run([sys.executable, "-m", "reasonry", *argv], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "nope.jsonl: no such file" in done.stderr or "nope" not in " ".join(argv)
     assert not (tmp_path / "o.jsonl").exists() and not data.with_name("data.duplicates.jsonl").exists()
     assert data.read_bytes() == before
 

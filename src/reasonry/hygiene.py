@@ -21,6 +21,8 @@ from typing import Any
 
 from reasonry.errors import InputError
 from reasonry.io.readers import RowSource, open_rows
+from reasonry.io.tables import SUPPORTED_SUFFIXES
+from reasonry.io.values import id_value
 from reasonry.io.writers import check_output_path, write_table
 from reasonry.store import Store
 
@@ -89,6 +91,8 @@ def _open_source(source: str | Path, field: str, db: str | Path, columns: dict[s
             raise InputError(f"{path}: --field {field} needs a reasoning column (none found); "
                              "name it with --reasoning-col or use --field question")
         return _Source(lambda: _file_units(rows, field), str(path), rows=rows)
+    if path.suffix.lower() in SUPPORTED_SUFFIXES or len(path.parts) > 1:  # a file name, not a run id
+        raise InputError(f"{source}: no such file")
     if not Path(db).exists():
         raise InputError(f"{source}: no such file, and no database --db {db} to find it as a run in")
     store = Store.existing(db)
@@ -153,7 +157,10 @@ def _stream_kept(units: Iterator[Unit], out: Path | None, rows: RowSource | None
     named = {role: column for role, column in roles.items() if column}
 
     def record(row: Any) -> dict[str, Any]:
-        return {**row.extra, **{column: getattr(row, role) for role, column in named.items()}}
+        kept = {**row.extra, **{column: getattr(row, role) for role, column in named.items()}}
+        if rows.id_col:
+            kept[rows.id_col] = id_value(row.id)  # 1 stays 1, as in every output
+        return kept
 
     return write_table(out, list(rows.columns), (record(u.row) for u in units))
 
