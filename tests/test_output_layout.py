@@ -104,6 +104,8 @@ def test_an_ensemble_of_a_sampled_run_has_one_column_set(tiny_model: Path, tmp_p
     cli_json("ensemble", run, "--aggregator", f"hf:{tiny_model}", "--db", db, *FAST)
     with closing(Store(db)) as store:
         write_run_output(store, run, tmp_path / "wide.xlsx")
+        usage = store.run_usage(run)
+    assert list(usage) == ["tiny"] and usage["tiny"]["requests"] == 2 * 2 + 2  # the aggregator's calls: its own
     header = [c.value for c in openpyxl.load_workbook(tmp_path / "wide.xlsx").active[1]]
     assert "reasoning [tiny #1]" in header and "reasoning [tiny #2]" in header
     assert "reasoning [ensemble]" in header and not [h for h in header if "ensemble #" in h]

@@ -109,10 +109,11 @@ def parse_result(result: Result, produces: str) -> dict:
 def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, planned: Iterable[Planned], *,
             refresh: bool = False, reporter: Reporter | None = None,
             on_chunk: Callable[[list[Planned]], None] | None = None,
-            read: Callable[[Result, str], dict] | None = None) -> Counts:
+            read: Callable[[Result, str], dict] | None = None, ledger_label: str | None = None) -> Counts:
     """Register every planned request with the run, generate those without a stored result, store results.
 
-    `read` turns a result into the stored fields (a Task's `format_output`; by default `parse_result`).
+    `read` turns a result into the stored fields (a Task's `format_output`; by default `parse_result`). The usage
+    ledger books each request under its planned model, or under `ledger_label` (a follow-up task's own engine).
     """
     read = read or parse_result
     reporter = reporter or Reporter()
@@ -154,7 +155,7 @@ def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, plan
             counts.cached += len(chunk) - fresh
             reporter.cached(len(chunk) - fresh)
             if len(chunk) > fresh:
-                store.add_usage(run_id, chunk[0].model, Usage(cached=len(chunk) - fresh))
+                store.add_usage(run_id, ledger_label or chunk[0].model, Usage(cached=len(chunk) - fresh))
 
     buffer: list[dict] = []
     usage: dict[str, Usage] = {}
@@ -182,7 +183,9 @@ def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, plan
             if result.error is None:
                 unflushed.add(result.key)
             _count(counts, result, row_of.pop(result.key, None))
-            usage.setdefault(label_of.pop(result.key, spec.label), Usage()).count(result, sent=result.key not in refused)
+            planned = label_of.pop(result.key, spec.label)
+            label = ledger_label or planned
+            usage.setdefault(label, Usage()).count(result, sent=result.key not in refused)
             reporter.result(result)
             if len(buffer) >= FLUSH_ITEMS or time.monotonic() - last_flush > FLUSH_SECONDS:
                 flush()

@@ -119,7 +119,8 @@ def run_followup(run: str, spec: ModelSpec, config: FollowUpConfig, prepare: Pre
             counts = Counts()
             try:
                 counts = run_planned(store, run_id, engine, spec, task.plan(grouped_records(store.path, run_id, labels)),
-                                     refresh=config.refresh, reporter=reporter, read=task.format_output)
+                                     refresh=config.refresh, reporter=reporter, read=task.format_output,
+                                     ledger_label=spec.label)
             finally:
                 opened.summary = summarize(run_id, counts, job.rows(task), out_path, store.path, **job.extra)
             if reporter:
