@@ -219,6 +219,13 @@ def test_show_prompt_prints_the_stored_prompt_without_loading_a_model(tmp_path, 
     assert beyond.code == 2 and "fewer data rows" in _one_line(beyond.err)
 
 
+def test_show_prompt_warns_about_a_blank_question(tmp_path, tiny_model, capsys, monkeypatch):
+    questions = tmp_path / "blank.csv"
+    questions.write_text('question\n""\nhi\n', encoding="utf-8")
+    result = run_cli(["generate", str(questions), "-m", f"hf:{tiny_model}", "--show-prompt", "1"], capsys, monkeypatch)
+    assert result.code == 0 and "blank.csv data row 1: blank question" in result.err
+
+
 def test_failed_rows_exit_3_and_json_keeps_the_counts(tmp_path, tiny_model, capsys, monkeypatch):
     questions = tmp_path / "q.csv"
     questions.write_text("question,reasoning\nHow many?,Count them.\nAnd now?,\n", encoding="utf-8")

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from reasonry.cli.progress import ProgressReporter, reporter
 from reasonry.config import ModelSpec
-from reasonry.errors import EXIT_FAILED_ROWS, InputError
+from reasonry.errors import EXIT_FAILED_ROWS, InputError, warn_input
 
 console = Console(stderr=True, soft_wrap=True)  # messages are never hard-wrapped: logs and pastes keep them whole
 stdout = Console()
@@ -62,6 +62,9 @@ def print_prompt(input_path: Path, spec: ModelSpec, config: Any, row_number: int
     row = next((r for r in source if r.index == row_number - 1), None)
     if row is None:
         raise InputError(f"--show-prompt {row_number}: {source.path.name} has fewer data rows")
+    if not row.question.strip():  # the reader warns once it has read every row; this one stops early
+        warn_input(f"{source.path.name} data row {row_number}: blank question (column '{source.question_col}'); "
+                   "the model gets an empty question there")
     engine = LazyEngine(spec, lambda s, **o: open_engine(s, o), config.engine_options)
     with engine:
         request, error = Prompter(load_template(config.template), config, source.path.name).build(row, spec, engine, 0)

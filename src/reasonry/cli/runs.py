@@ -76,9 +76,11 @@ def runs_show(run: Annotated[str, typer.Argument(help="Run id, a unique prefix, 
     console.print(f"[bold]{run_id}[/] {data['kind']} {data['status']} created {_when(data['created_at'])}")
     stdout.print_json(json.dumps({"config": data["config"], "summary": data["summary"]}, ensure_ascii=False))
     if data["usage"]:
-        ledger = Table("model", *LEDGER_COLUMNS, title="usage (what this run generated; cached = served from the cache)")
-        for model, counts in data["usage"].items():
-            ledger.add_row(model, *(format_cell(name, counts[name]) for name in LEDGER_COLUMNS))
+        models = list(data["usage"])  # one column per model, one row per count: fits a narrow terminal
+        ledger = Table("", *(Column(m, justify="right", overflow="fold") for m in models),
+                       title="usage (what this run generated; cached = served from the cache)")
+        for name in LEDGER_COLUMNS:
+            ledger.add_row(name, *(format_cell(name, data["usage"][m][name]) for m in models))
         stdout.print(ledger)
     table = Table("id", "model", "question", "reasoning", "response", "error")
     for record in sample:
