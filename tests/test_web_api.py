@@ -88,6 +88,10 @@ def test_chat_streaming_and_not(client: openai.OpenAI) -> None:
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert content == reply.choices[0].message.content
     assert chunks[-1].choices[0].finish_reason == reply.choices[0].finish_reason
+    parts = [{"role": "user", "content": [{"type": "text", "text": SEED_QUESTION[:10]}, {"type": "text",
+                                                                                       "text": SEED_QUESTION[10:]}]}]
+    same = client.chat.completions.create(model="tiny", messages=parts, max_tokens=16, seed=2, frequency_penalty=0)
+    assert same.choices[0].message.content == reply.choices[0].message.content  # text parts are the same message
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -300,6 +304,15 @@ CHAT = [{"role": "user", "content": "hi"}]
          "mode special needs a reasoning"),
         ("/v1/chat/completions", {"model": "fake", "messages": CHAT, "reasoning": ["a"]}, "reasoning must be a string"),
         ("/v1/chat/completions", {"messages": CHAT}, 'the body needs "model": one of fake'),
+        ("/v1/chat/completions", {"model": "fake", "messages": [{"role": "bogus", "content": "hi"}]},
+         "role 'bogus': use one of system, user, assistant"),
+        ("/v1/chat/completions", {"model": "fake", "messages": CHAT, "stream": "yes"}, "stream"),
+        ("/v1/chat/completions", {"model": "fake", "messages": CHAT, "frequency_penalty": 0.5},
+         "frequency_penalty is not supported by this server"),
+        ("/v1/completions", {"model": "fake", "prompt": "x", "logprobs": 5}, "logprobs is not supported"),
+        ("/v1/completions", {"model": "fake", "prompt": "x", "echo": True}, "echo is not supported"),
+        ("/v1/chat/completions", {"model": "fake", "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "only text content"),
         ("/api/versions/1/accept", {"accepted": "false"}, "accepted"),
         ("/api/batch/x/accept", {"all": "yes"}, "all"),
     ],

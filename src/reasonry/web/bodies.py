@@ -39,6 +39,12 @@ Id = Annotated[Annotated[int, Field(ge=1, le=MAX_INT)] | None, BeforeValidator(_
 Count = Annotated[Annotated[int, Field(ge=0, le=MAX_INT)] | None, BeforeValidator(_whole)]
 Text = StrictStr | None
 
+# OpenAI fields this server does not implement, with the values that mean "not used"
+UNSUPPORTED = {"logprobs": (None, False), "top_logprobs": (None, 0), "echo": (None, False), "best_of": (None, 1),
+               "suffix": (None, ""), "logit_bias": (None, {}), "frequency_penalty": (None, 0, 0.0),
+               "presence_penalty": (None, 0, 0.0), "tools": (None, []), "response_format": (None, {"type": "text"})}
+ROLES_OF_MESSAGES = ("system", "user", "assistant")
+
 FIELD_MESSAGES = {  # fields whose type is a union: one message instead of one per alternative
     "stop": "stop must be a string or a list of strings",
     "prompt": "prompt must be a string (one prompt per request)",
@@ -148,7 +154,7 @@ class OpenAIBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: Any = None
-    stream: Any = False
+    stream: StrictBool = False
     n: Whole = None
     stop: StrictStr | list[StrictStr] | None = None
     mode: Text = None
@@ -163,6 +169,16 @@ class OpenAIBody(BaseModel):
     top_k: Any = None
     seed: Any = None
     repetition_penalty: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unsupported(cls, body: Any) -> Any:
+        """OpenAI fields that would change the answer are refused unless left at their defaults, never ignored."""
+        if isinstance(body, dict):
+            for name, default in UNSUPPORTED.items():
+                if body.get(name) not in default:
+                    raise ValueError(f"{name} is not supported by this server; leave it out")
+        return body
 
     @model_validator(mode="after")
     def _checks(self) -> OpenAIBody:
@@ -194,6 +210,15 @@ class ChatBody(OpenAIBody):
 
     @model_validator(mode="after")
     def _messages(self) -> ChatBody:
-        if not all(isinstance(m.get("content"), str) for m in self.messages):
-            raise ValueError(FIELD_MESSAGES["messages"])
+        for message in self.messages:
+            content = message.get("content")
+            if isinstance(content, list):  # content parts, as newer clients send them: text only
+                if not all(isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+                           for part in content):
+                    raise ValueError("messages: only text content parts ({type: text, text}) are supported")
+                message["content"] = "".join(part["text"] for part in content)
+            if not isinstance(message.get("content"), str):
+                raise ValueError(FIELD_MESSAGES["messages"])
+            if message.get("role", "user") not in ROLES_OF_MESSAGES:
+                raise ValueError(f"messages: role {message.get('role')!r}: use one of {', '.join(ROLES_OF_MESSAGES)}")
         return self
