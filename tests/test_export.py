@@ -254,6 +254,17 @@ def test_run_filters_and_their_counts(run_db, tmp_path, capsys, monkeypatch):
     assert JA_REASONING not in out.read_text(encoding="utf-8")
 
 
+def test_a_record_without_a_response_is_not_training_data(tmp_path, capsys, monkeypatch):
+    db = tmp_path / "n.db"
+    run_id = make_run(Store(db), [*ITEMS, {"question": "What is 2+3?", "reasoning": "Two plus three.", "response": None}])
+    out = tmp_path / "n.jsonl"
+    for fmt in SFT_FORMATS:
+        summary = _export([run_id, "--db", str(db), "--format", fmt, "--out", str(out)], capsys, monkeypatch)
+        assert summary["records"] == 3 and summary["dropped"] == {"no response": 1}, fmt
+    checked = run_cli(["check", run_id, "--db", str(db), "--json"], capsys, monkeypatch)
+    assert checked.code == 0 and json.loads(checked.out)["models"]["m1"]["counts"]["truncated"] == 1
+
+
 def test_bad_requests_are_one_line_errors_and_write_nothing(run_db, tmp_path, capsys, monkeypatch):
     db, run_id = run_db
     out = tmp_path / "x.jsonl"

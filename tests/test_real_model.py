@@ -147,3 +147,16 @@ def test_export_train_and_generate_with_the_adapter(raw_run, work: Path, model: 
     _, tuned_rows = _generate(work, f"{model}+{adapter}", "tuned.jsonl", "--template", "phi2", "--role", "logician")
     assert [row["seq"] for row in tuned_rows] == [1, 2, 3] and all(row["error"] is None for row in tuned_rows)
     assert [row["reasoning"] for row in tuned_rows] != [row["reasoning"] for row in base_rows]
+
+
+def test_text_cut_inside_a_character_does_not_end_in_a_replacement_character(smollm2_path: Path) -> None:
+    from reasonry.config import SamplingParams, parse_model_spec
+    from reasonry.engines.base import Request
+    from reasonry.engines.registry import load_engine
+
+    prompt = "日本の首都について日本語で説明してください。答え："
+    with load_engine(parse_model_spec(f"hf:{smollm2_path}")) as engine:
+        results = list(engine.generate([Request(key=str(n), params=SamplingParams(max_new_tokens=n, temperature=0),
+                                                prompt=prompt) for n in range(1, 9)]))
+    assert any("\ufffd" in r.raw_text for r in results)  # some limits do cut a character in two
+    assert all(r.finish_reason == "length" and not r.text.endswith("\ufffd") for r in results)

@@ -291,6 +291,8 @@ def _drop_reason(example: Example, options: ExportOptions) -> str | None:
         return "model"
     if not example.reasoning and not example.response:
         return "empty"
+    if not (example.response or "").strip():  # every format trains the answer: a record without one teaches silence
+        return "no response"
     if options.accepted_only and not example.accepted:
         return "not accepted"
     if len(example.reasoning) < options.min_chars:

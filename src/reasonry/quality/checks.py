@@ -89,9 +89,12 @@ def check_record(record: Mapping[str, Any], config: CheckConfig, produces: str |
         flags = [Flag("empty", "the response is empty")] if not response.strip() else []
         cut = _check_truncated("", response, record.get("finish_reason"), expected_section=False)
         return flags + ([cut] if cut else [])
+    response = record.get("response")
+    if (produces or record.get("produces")) == "reasoning" and response is None:
+        response = ""  # the template asks for a response after the reasoning: a missing section counts
     return check_one(
         reasoning,
-        record.get("response"),
+        response,
         question=question_text(record),
         reference=record.get("reference"),
         finish_reason=record.get("finish_reason"),

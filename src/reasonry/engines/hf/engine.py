@@ -296,6 +296,8 @@ class HFEngine(Engine):
             if stop and stop in text:
                 text = text[: text.index(stop)]
                 finish = "stop"
+        if finish == "length":  # cut inside a multi-byte character: its first bytes decode to U+FFFD
+            text = text.rstrip("\ufffd")
         if seq.stream and len(text) > seq.sent:
             seq.sink.put(text[seq.sent:])
         seq.sink.put(Result(key=seq.request.key, text=text, raw_text=raw, prompt_tokens=len(seq.prompt),
