@@ -342,7 +342,7 @@ def test_a_debate_with_nothing_finished_leaves_an_existing_out_file_alone(tmp_pa
     config = DebateConfig(model_a=SPEC, params=SamplingParams(max_new_tokens=8), breadth=2, rounds=1)
     summary = run_debate(single_topic("Why?", "Because."), config, db=tmp_path / "n.db", out=out,
                          loader=lambda spec, **_: RefusingEngine(spec))
-    assert summary["exported_rows"] == 0 and summary["failed"] > 0
+    assert summary["exported_rows"] == 0 and summary["failed"] > 0 and summary["output"] is None
     assert out.read_text(encoding="utf-8") == '{"keep": 1}\n'
 
 

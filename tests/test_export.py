@@ -265,6 +265,20 @@ def test_a_record_without_a_response_is_not_training_data(tmp_path, capsys, monk
     assert checked.code == 0 and json.loads(checked.out)["models"]["m1"]["counts"]["truncated"] == 1
 
 
+def test_the_cards_load_line_loads_the_exported_file(run_db, tmp_path, capsys, monkeypatch):
+    db, run_id = run_db
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    _export([run_id, "--db", str(db), "--format", "messages", "--out", str(folder / "chat.jsonl")], capsys, monkeypatch)
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    [line] = [line for line in card.splitlines() if line.startswith("dataset = load_dataset(")]
+    assert "quality flags in the run" in card
+    monkeypatch.chdir(folder)
+    scope = {"load_dataset": lambda *a, **k: load_dataset(*a, cache_dir=str(tmp_path / "cache"), **k)}
+    exec(line, scope)
+    assert len(scope["dataset"]["train"]) == 3 and "messages" in scope["dataset"]["train"].column_names
+
+
 def test_bad_requests_are_one_line_errors_and_write_nothing(run_db, tmp_path, capsys, monkeypatch):
     db, run_id = run_db
     out = tmp_path / "x.jsonl"

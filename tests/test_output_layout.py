@@ -52,7 +52,7 @@ def test_side_by_side_xlsx_layout(checked_run, tmp_path):
         "reasoning [tiny]", "reasoning_ja [tiny]", "reasoning [tiny-wide]", "reasoning_ja [tiny-wide]",
         "response [tiny]", "response [tiny-wide]",
         "topic",
-        "completion_tokens [tiny]", "completion_tokens [tiny-wide]", "latency_s [tiny]", "latency_s [tiny-wide]",
+        "prompt_tokens [tiny]", "prompt_tokens [tiny-wide]", "completion_tokens [tiny]", "completion_tokens [tiny-wide]", "latency_s [tiny]", "latency_s [tiny-wide]",
         "finish_reason [tiny]", "finish_reason [tiny-wide]", "error [tiny]", "error [tiny-wide]",
         "flags [tiny]", "flags [tiny-wide]",
     ]

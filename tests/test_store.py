@@ -72,3 +72,11 @@ def test_a_run_of_another_kind_is_refused_by_name(tmp_path: Path, capsys, monkey
     store.close()
     shown = run_cli(["steer", "batch-show", run, "--db", str(db)], capsys, monkeypatch)
     assert shown.code == 2 and "is a generate run, not a steer-batch run" in shown.err and "Traceback" not in shown.err
+    debate = Store(db).create_run("debate", source=None, config={})
+    for args in (["export", debate, "--out", str(tmp_path / "x.jsonl")], ["report", debate, "--out",
+                 str(tmp_path / "r.html")], ["check", debate], ["export", "--debate", run, "--out",
+                 str(tmp_path / "x.jsonl")]):
+        refused = run_cli([*args, "--db", str(db)], capsys, monkeypatch)
+        assert refused.code == 2 and " run, not a " in refused.err, args
+    assert "for a debate use --debate" in run_cli(["export", debate, "--out", str(tmp_path / "x.jsonl"), "--db",
+                                                    str(db)], capsys, monkeypatch).err

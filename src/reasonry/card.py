@@ -137,12 +137,19 @@ def render_card(name: str, data_file: str, summary: dict[str, Any], made: dict[s
     lines += _how_made(made)
     command = "--method dpo " if preference else ""
     lines += ["", "## Use", "", "```", f"reasonry train {data_file} --base hf:BASE_MODEL {command}--out ./adapter",
-              "```", "", "```python", "from datasets import load_dataset",
-              f"dataset = load_dataset({json.dumps(summary.get('folder') or '.')})", "```"]
+              "```", "", "```python", "from datasets import load_dataset", _load_line(summary, data_file), "```"]
     if summary.get("folder"):
         lines += ["", "Publish (needs the network and a Hub token):", "", "```",
                   PUBLISH_COMMAND.format(folder=summary["folder"]), "```"]
     return "\n".join(lines) + "\n"
+
+
+def _load_line(summary: dict[str, Any], data_file: str) -> str:
+    """How `datasets` reads this export: the folder by name, or the file beside this card (from its folder)."""
+    if summary.get("folder"):
+        return f"dataset = load_dataset({json.dumps(summary['folder'])})"
+    builder = "parquet" if data_file.endswith(".parquet") else "json"
+    return f"dataset = load_dataset({json.dumps(builder)}, data_files={json.dumps(data_file)})  # run where this card is"
 
 
 def _how_made(made: dict[str, Any]) -> list[str]:
@@ -155,7 +162,8 @@ def _how_made(made: dict[str, Any]) -> list[str]:
     if made.get("params"):
         lines.append("- **sampling**: " + ", ".join(f"{k}={v}" for k, v in made["params"].items()))
     checks = made.get("checks") or {}
-    lines.append("- **quality flags**: " + (", ".join(f"{name} {n}" for name, n in sorted(checks.items()))
+    lines.append("- **quality flags in the run** (before the filters above): "
+                 + (", ".join(f"{name} {n}" for name, n in sorted(checks.items()))
                                             if checks else "none recorded (run `reasonry check`)"))
     hygiene = made.get("hygiene") or {}
     if hygiene:

@@ -408,9 +408,9 @@ def export_dataset(store: Store, out: str | Path, *, run_id: str | None = None, 
     folder = check_folder(out) if is_folder_target(out) else None
     path = check_export_path(out) if folder is None else folder / "data" / "train.jsonl"
     if run_id is not None:
-        run_id = store.resolve_run(run_id)
+        run_id = store.resolve_run(run_id, "generate")
     if debate_run is not None:
-        debate_run = store.resolve_run(debate_run)
+        debate_run = store.resolve_run(debate_run, "debate")
     source = f"run {run_id}" if run_id else f"debate run {debate_run}" if debate_run else "steering versions"
     dropped: Counter[str] = Counter()
     records = _records(store, options, dropped, run_id=run_id, steering=steering, debate_run=debate_run)

@@ -90,7 +90,7 @@ def check_command(
               "length_z": length_z, "leakage_overlap": leakage_overlap}
     config = check_config(_settings(language, values, settings))
     store = Store.existing(db)
-    run_id = store.resolve_run(run)
+    run_id = store.resolve_run(run, "generate")
     judge_config = JudgeConfig(parse_spec(judge, "--judge"), template=judge_template) if judge else None
     summary = check_run(store, run_id, config=config, models=model or None, judge=judge_config)
     examples = flagged_examples(store, run_id, limit=show)
@@ -132,7 +132,7 @@ def report_command(
     if not out.parent.exists():
         raise InputError(f"--out {out}: folder '{out.parent}' does not exist; create it first")
     store = Store.existing(db)
-    run_id = store.resolve_run(run)
+    run_id = store.resolve_run(run, "generate")
     records = records_with_flags(store, run_id, models=model or None)
     if not records:
         raise InputError(f"run {run_id}: no results yet; nothing to report")

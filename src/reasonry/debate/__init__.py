@@ -119,8 +119,8 @@ def run_debate(topics: list[Row], config: DebateConfig, *, db: str | Path = "rea
             store.close()
         raise
     written = export_run(store, run_id, out=out_path, out_tree=tree_path)
-    summary.update(output=str(out_path) if out_path else None, tree=str(tree_path) if tree_path else None,
-                   exported_rows=written.get("rows"))
+    summary.update(output=str(out_path) if out_path and written.get("rows") else None,
+                   tree=str(tree_path) if tree_path and written.get("trees") else None, exported_rows=written.get("rows"))
     if own_store:
         store.close()
     return summary

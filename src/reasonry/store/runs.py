@@ -108,8 +108,9 @@ class RunsMixin(StoreBase):
         if len(rows) == 1 or exact:
             found = (exact or rows)[0]
             if kind is not None and found["kind"] != kind:
-                raise InputError(f"run {found['id']} is a {found['kind']} run, not a {kind} run; "
-                                 f"`reasonry runs` lists them with their kind")
+                hint = "; for a debate use --debate RUN_ID or `reasonry debate …`" if found["kind"] == "debate" else ""
+                raise InputError(f"run {found['id']} is a {found['kind']} run, not a {kind} run{hint}; "
+                                 "`reasonry runs` lists them with their kind")
             return str(found["id"])
         if not rows:
             raise InputError(f"run {ref!r} not found in {self.path}; `reasonry runs` lists them")

@@ -104,7 +104,7 @@ def run_followup(run: str, spec: ModelSpec, config: FollowUpConfig, prepare: Pre
     own_store = store is None
     store = store or Store.existing(db)
     try:
-        run_id = store.resolve_run(run)
+        run_id = store.resolve_run(run, "generate")
         info = store.get_run(run_id)
         if out_path is not None:
             check_output_path(out_path, inputs=[info.get("source")])

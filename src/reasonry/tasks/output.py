@@ -19,7 +19,6 @@ from reasonry.store import RunRecord, Store
 
 TEXT_FIELDS = ("reasoning", "response")
 METRICS = ("prompt_tokens", "completion_tokens", "latency_s", "finish_reason", "error")
-WIDE_METRICS = ("completion_tokens", "latency_s", "finish_reason", "error")
 RESULT_COLUMNS = (*TEXT_FIELDS, "model", *METRICS)
 WRAPPED = ("question", "input", *TEXT_FIELDS)
 _FLAG_BATCH_ROWS = 500
@@ -55,7 +54,7 @@ def write_run_output(store: Store, run_id: str, path: str | Path, *, models: lis
     if wide is None:
         wide = path.suffix.lower() == ".xlsx" and (len(labels) > 1 or samples > 1)
     flagged = _is_checked(store, run_id)
-    metrics = [*(WIDE_METRICS if wide else METRICS), *(["flags"] if flagged else [])]
+    metrics = [*METRICS, *(["flags"] if flagged else [])]
     reserved = {id_name, "question", "input", "sample", "flags", *RESULT_COLUMNS, *translations}
     # An input column named like an output column (a Dolly-style `response`, say) keeps its values under a new name.
     renamed = {c: f"{c} (input)" for c in config.get("extra_columns", []) if c in reserved}
