@@ -17,7 +17,7 @@ rows = [{"seq": i, "question": f"Question {i}: how many fruits are left if {i} p
          "reasoning": "Books are not fruit; count only apples and pears, and check the pears exist."} for i in range(64)]
 (work / "q.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
 PY
-r generate "$work/q.jsonl" --model "hf:$work/base" --template alpaca-reasoning --max-new-tokens 48 \
+r generate "$work/q.jsonl" --model "hf:$work/base" --template alpaca-special --max-new-tokens 48 \
     --db "$work/r.db" --out "$out/generated.xlsx" --json | tee "$out/generate.json"
 r check last --db "$work/r.db" --json > "$out/check.json"
 r export last --db "$work/r.db" --format alpaca-special --out "$work/sft.jsonl" --json | tee "$out/export.json"

@@ -17,7 +17,7 @@ def test_generate_check_export_from_a_dataframe(tmp_path: Path) -> None:
     frame = pd.DataFrame({"question": ["Why is the sky blue?", "What is 2+2?"], "topic": ["physics", "math"]})
     db = tmp_path / "r.db"
     with FaultServer() as server:
-        run = reasonry.generate(frame, f"openai:fake@{server.url}", template="alpaca-reasoning", db=db,
+        run = reasonry.generate(frame, f"openai:fake@{server.url}", template="alpaca-reasoning", chat=True, db=db,
                                 max_new_tokens=32, temperature=0.0, engine_options={"max_retries": 0})
     assert isinstance(run, reasonry.Run) and run["generated"] == 2 and run.db == db
     table = run.to_pandas()
@@ -43,7 +43,7 @@ def test_ledger_hygiene_and_a_publishable_folder_from_python(tmp_path: Path) -> 
     db = tmp_path / "r.db"
     with FaultServer() as server:
         run = reasonry.generate(pd.DataFrame({"question": questions}), f"openai:fake@{server.url}",
-                                template="alpaca-reasoning", db=db, max_new_tokens=16,
+                                template="alpaca-reasoning", chat=True, db=db, max_new_tokens=16,
                                 engine_options={"max_retries": 0})
     (model, ledger), = reasonry.usage(run, prices={"*": (1.0, 2.0)}).items()
     assert ledger["requests"] == 4 and ledger["failures"] == 0 and ledger["cost"] is not None

@@ -69,7 +69,7 @@ def test_core_install_runs_an_openai_generate_check_report_and_export(core_pytho
     questions = tmp_path / "q.json"
     questions.write_text(json.dumps([{"seq": 1, "question": "What is 2+2?"}, {"seq": 2, "question": "Why?"}]))
     with FaultServer() as server:
-        done = _run(core_python, "-m", "reasonry", "generate", "q.json", "--model", f"openai:m@{server.url}",
+        done = _run(core_python, "-m", "reasonry", "generate", "q.json", "--model", f"openai:m@{server.url}", "--chat",
                     "--out", "out.xlsx", "--db", "r.db", "--json", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         summary = json.loads(done.stdout)
@@ -77,7 +77,7 @@ def test_core_install_runs_an_openai_generate_check_report_and_export(core_pytho
         run = summary["run_id"]
         for args in (["check", run, "--json"], ["report", run, "--out", "report.html"],
                      ["export", run, "--out", "sft.jsonl"], ["generate", "q.json", "--model", f"openai:m@{server.url}",
-                                                             "--out", "out.jsonl", "--json"]):
+                                                             "--chat", "--out", "out.jsonl", "--json"]):
             done = _run(core_python, "-m", "reasonry", *args, "--db", "r.db", cwd=tmp_path)
             assert done.returncode == 0, (args, done.stderr)
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -103,7 +103,7 @@ def test_decontaminate_file_flags_the_matching_span(data: Path, bench: Path, tmp
 def test_run_marks_are_left_out_by_export(data: Path, bench: Path, tmp_path: Path) -> None:
     db = tmp_path / "r.db"
     with FaultServer() as server:
-        config = GenerateConfig(template="alpaca-reasoning", samples=2)
+        config = GenerateConfig(template="alpaca-reasoning", samples=2, chat=True)  # reasoning and a response
         run = generate(data, [f"openai:a@{server.url}"], db=db, config=config)
     run_id = run["run_id"]
     store = Store(db)

@@ -136,7 +136,15 @@ def test_one_debate_round(work: Path, model: str) -> None:
 def test_export_train_and_generate_with_the_adapter(raw_run, work: Path, model: str) -> None:
     summary, base_rows = raw_run
     data = work / "sft.jsonl"
-    export = cli_json("export", summary["run_id"], "--db", str(work / "real.db"), "--format", "alpaca-special",
+    from typer.testing import CliRunner
+
+    from reasonry.cli import app
+
+    cut = CliRunner().invoke(app, ["export", summary["run_id"], "--db", str(work / "real.db"), "--format",
+                                   "alpaca-special", "--out", str(data)])  # 40 tokens of reasoning, never a response
+    assert "3 by no response" in str(cut.exception) and not data.exists()  # main() prints it as one line, exit 2
+    chat_run, _ = _generate(work, model, "chat-sft.jsonl", "--chat", "--template", "alpaca-reasoning")
+    export = cli_json("export", chat_run["run_id"], "--db", str(work / "real.db"), "--format", "alpaca",
                       "--out", str(data), "--json")
     assert export["records"] == len(QUESTIONS)
     adapter = work / "adapter"

@@ -16,7 +16,7 @@ from tests.conftest import QUESTIONS, write_questions
 
 def _generate(tmp_path: Path, tiny_model: str, capsys, monkeypatch, *extra: str) -> dict:
     questions = write_questions(tmp_path / "q.json", QUESTIONS)
-    result = run_cli(["generate", str(questions), "--model", f"hf:{tiny_model}", "--template", "alpaca-reasoning",
+    result = run_cli(["generate", str(questions), "--model", f"hf:{tiny_model}", "--template", "alpaca-vanilla",
                       "--max-new-tokens", "12", "--db", str(tmp_path / "r.db"), "--json", *extra], capsys, monkeypatch)
     assert result.code == 0, result.err
     return json.loads(result.out)
