@@ -265,6 +265,15 @@ def test_a_record_without_a_response_is_not_training_data(tmp_path, capsys, monk
     assert checked.code == 0 and json.loads(checked.out)["models"]["m1"]["counts"]["truncated"] == 1
 
 
+def test_options_a_format_does_not_use_are_refused(run_db, tmp_path, capsys, monkeypatch):
+    db, run_id = run_db
+    for extra, word in ((["--format", "alpaca", "--reasoning-style", "think"], "--reasoning-style"),
+                        (["--format", "alpaca", "--chat"], "--chat")):
+        result = run_cli(["export", run_id, "--db", str(db), *extra, "--out", str(tmp_path / "o.jsonl")],
+                         capsys, monkeypatch)
+        assert result.code == 2 and word in result.err and not (tmp_path / "o.jsonl").exists()
+
+
 def test_the_cards_load_line_loads_the_exported_file(run_db, tmp_path, capsys, monkeypatch):
     db, run_id = run_db
     folder = tmp_path / "sub"

@@ -323,6 +323,12 @@ def validate(options: ExportOptions, *, run_id: str | None, steering: bool, deba
         raise ConfigError(f"--format {options.format!r}: choose one of {', '.join(FORMATS)}")
     if options.reasoning_style not in REASONING_STYLES:
         raise ConfigError(f"--reasoning-style {options.reasoning_style!r}: choose field or think")
+    if options.reasoning_style != "field" and options.format not in ("messages", "sharegpt"):
+        raise ConfigError(f"--reasoning-style applies to messages and sharegpt, not {options.format} "
+                          "(conversational, and prompt-completion/dpo with --chat, always use <think>)")
+    if options.chat and options.format not in ("prompt-completion", "dpo"):
+        raise ConfigError(f"--chat applies to prompt-completion and dpo, not {options.format} "
+                          "(messages, sharegpt and conversational are chat formats already)")
     unknown = [n for n in options.exclude_flags if n not in FLAG_NAMES]
     if unknown:
         raise ConfigError(f"--exclude-flag {unknown[0]!r}: choose from {', '.join(FLAG_NAMES)}")
