@@ -226,6 +226,16 @@ def test_show_prompt_warns_about_a_blank_question(tmp_path, tiny_model, capsys, 
     assert result.code == 0 and "blank.csv data row 1: blank question" in result.err
 
 
+def test_an_ensemble_of_one_reasoning_per_row_warns(tmp_path, tiny_model, capsys, monkeypatch):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "hi"}\n', encoding="utf-8")
+    db = str(tmp_path / "r.db")
+    assert run_cli(["generate", str(questions), "-m", f"hf:{tiny_model}", "--db", db, *FAST], capsys,
+                   monkeypatch).code == 0
+    merged = run_cli(["ensemble", "last", "--aggregator", f"hf:{tiny_model}", "--db", db, *FAST], capsys, monkeypatch)
+    assert merged.code in (0, 3) and "has one reasoning per row" in merged.err
+
+
 def test_failed_rows_exit_3_and_json_keeps_the_counts(tmp_path, tiny_model, capsys, monkeypatch):
     questions = tmp_path / "q.csv"
     questions.write_text("question,reasoning\nHow many?,Count them.\nAnd now?,\n", encoding="utf-8")

@@ -13,6 +13,7 @@ from typing import Any
 
 from reasonry.config import ModelSpec
 from reasonry.engines.base import Engine, Request, Result
+from reasonry.errors import warn_input
 from reasonry.prompts.formats import THINK_CLOSE
 from reasonry.prompts.library import PromptTemplate
 from reasonry.requests import error_request
@@ -86,6 +87,10 @@ def ensemble(run: str, aggregator: str | ModelSpec, *, template: str = "ensemble
     prompt_template = load_task_template(template, "reasoning")
 
     def prepare(store: Store, run_id: str, info: dict[str, Any], labels: list[str]) -> FollowUp:
+        if len(labels) == 1 and int(info["config"].get("samples", 1)) == 1:
+            warn_input(f"run {run_id} has one reasoning per row ({labels[0]}, 1 sample): the ensemble rewrites it "
+                       "rather than merging several; generate with more --model or --samples for candidates")
+
         def make_task(engine: Engine) -> Task:
             store.add_run_model(run_id, ENSEMBLE_LABEL, str(spec))
             return EnsembleTask(prompt_template, engine, config, run_id)
