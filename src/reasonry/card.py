@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -178,12 +177,3 @@ def _how_made(made: dict[str, Any]) -> list[str]:
         lines += ["| " + " | ".join([model, *(format_cell(c, u[c]) for c in columns)]) + " |"
                   for model, u in sorted(usage.items())]
     return lines
-
-
-def swap_folder(built: Path, folder: Path) -> None:
-    """Put the folder built aside in place of `folder` (an earlier export of ours is replaced whole)."""
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(built, folder)
-    shutil.rmtree(old, ignore_errors=True)

@@ -23,8 +23,6 @@ for this same file is there already; then it is `<stem>.README.md`. `--out DIR/`
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,11 +36,10 @@ from reasonry.card import (
     languages,
     provenance,
     render_card,
-    swap_folder,
 )
 from reasonry.errors import ConfigError, InputError
 from reasonry.hygiene import without_marked
-from reasonry.io.atomic import atomic_write, write_text
+from reasonry.io.atomic import atomic_folder, atomic_write, write_text
 from reasonry.io.writers import check_output_path, write_table
 from reasonry.prompts.formats import user_content, with_think_block
 from reasonry.prompts.library import load_template
@@ -438,16 +435,11 @@ def export_dataset(store: Store, out: str | Path, *, run_id: str | None = None, 
         card = card_path(path)
         write_text(card, render_card(path.name, path.name, summary, made, license=license, langs=langs))
     else:
-        built = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-        shutil.rmtree(built, ignore_errors=True)
-        (built / "data").mkdir(parents=True)
-        try:
+        with atomic_folder(folder) as built:
+            (built / "data").mkdir()
             write_records(built / "data" / path.name, columns, records)
             write_text(built / "README.md", render_card(folder.name, f"data/{path.name}", summary, made,
                                                                license=license, langs=langs))
-            swap_folder(built, folder)
-        finally:
-            shutil.rmtree(built, ignore_errors=True)
         card = folder / "README.md"
     summary["card"] = str(card)
     return summary

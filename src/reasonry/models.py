@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from reasonry.errors import ConfigError, EngineError
+from reasonry.io.atomic import atomic_folder
 
 CACHE_ENV = "REASONRY_MODELS_DIR"
 DEFAULT_DTYPE = "bfloat16"
@@ -90,16 +89,8 @@ def fetch(name: str, cache: str | Path | None = None, *, dtype: str = DEFAULT_DT
     if is_built(out) and not force:
         return out
     source = gguf_source(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        _convert(source, tmp, dtype)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_folder(out) as built:
+        _convert(source, built, dtype)
     return out
 
 

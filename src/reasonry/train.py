@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -29,7 +26,7 @@ from typing import Any
 
 from reasonry.config import parse_model_spec
 from reasonry.errors import ConfigError, EngineError, InputError, ReasonryError, first_line
-from reasonry.io.atomic import write_text
+from reasonry.io.atomic import atomic_folder, write_text
 
 TRAIN_FORMATS = ("text", "prompt-completion", "conversational", "sharegpt", "alpaca", "preference")
 METHODS = ("auto", "sft", "dpo")
@@ -337,9 +334,7 @@ def train(data: str | Path, base: str, out: str | Path, config: TrainConfig | No
     if chat and not tokenizer.chat_template:
         raise InputError(f"{data}: chat records need a chat template, and hf:{name} has none; export "
                          "alpaca-special or prompt-completion instead")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.training-", dir=out.parent))  # `out` changes only at the end
-    try:
+    with atomic_folder(out) as work:  # `out` changes only once training succeeded
         trainer = _trainer(model, tokenizer, dataset, config, work, method, _loss_callback(work / LOSS_LOG, on_log))
         started = time.perf_counter()
         result = trainer.train()
@@ -355,9 +350,6 @@ def train(data: str | Path, base: str, out: str | Path, config: TrainConfig | No
             "trainable_params": _trainable(trainer.model), "loss_log": str(out / LOSS_LOG), "config": asdict(config),
         }
         write_text(work / "train.json", json.dumps(summary, indent=1, default=str))
-        _replace_folder(work, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return summary
 
 
@@ -369,14 +361,6 @@ def _check_adapter_folder(out: Path) -> Path:
         raise InputError(f"--out {out}: holds other files; give a new or empty folder (or an earlier adapter's "
                          "folder, which is replaced)")
     return out
-
-
-def _replace_folder(new: Path, out: Path) -> None:
-    old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-    if out.exists():
-        out.rename(old)
-    new.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _trainer(model: Any, tokenizer: Any, dataset: Any, config: TrainConfig, out: Path, method: str,

@@ -11,6 +11,8 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +52,23 @@ def atomic_write(path: str | Path, write: Callable[[Path], T], *, label: str | N
     """Run `write(temp)` and put the result in place atomically; returns what `write` returned."""
     with atomic_path(path, label=label) as temp:
         return write(temp)
+
+
+@contextlib.contextmanager
+def atomic_folder(out: Path) -> Iterator[Path]:
+    """Yield an empty folder beside `out` to build in; on success it replaces `out` whole (an earlier one
+    included), on failure it is removed and `out` is left as it was."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    built = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    try:
+        yield built
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(built, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(built, ignore_errors=True)
 
 
 def write_text(path: str | Path, text: str, *, label: str | None = None) -> Path:

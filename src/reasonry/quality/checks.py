@@ -84,13 +84,14 @@ def check_record(record: Mapping[str, Any], config: CheckConfig, produces: str |
     (empty, cut off at the token limit).
     """
     reasoning = reasoning_of(record)
-    if (produces or record.get("produces")) == "response" and not (reasoning or "").strip():
+    produces = produces or record.get("produces")
+    if produces == "response" and not (reasoning or "").strip():
         response = record.get("response") or ""
         flags = [Flag("empty", "the response is empty")] if not response.strip() else []
         cut = _check_truncated("", response, record.get("finish_reason"), expected_section=False)
         return flags + ([cut] if cut else [])
     response = record.get("response")
-    if (produces or record.get("produces")) == "reasoning" and response is None:
+    if produces == "reasoning" and response is None:
         response = ""  # the template asks for a response after the reasoning: a missing section counts
     return check_one(
         reasoning,

@@ -118,9 +118,7 @@ def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, plan
     read = read or parse_result
     reporter = reporter or Reporter()
     counts = Counts()
-    produces_of: dict[str, str] = {}
-    label_of: dict[str, str] = {}
-    row_of: dict[str, int] = {}  # for an engine's error line, which names no row
+    in_flight: dict[str, Planned] = {}  # sent to the engine, result not back yet
     started = time.perf_counter()
 
     def pending() -> Iterator[Request]:
@@ -141,15 +139,12 @@ def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, plan
                 key = item.request.key
                 if item.error is not None:
                     rejected.append(Result(key=key, error=item.error, finish_reason="error"))
-                    refused.add(key)
-                    label_of[key] = item.model
+                    refused[key] = item
                     fresh += 1
                     continue
-                if key in done or key in produces_of or key in unflushed:  # stored, in flight, or just finished
+                if key in done or key in in_flight or key in unflushed:  # stored, in flight, or just finished
                     continue
-                row_of[key] = item.row_index
-                produces_of[key] = item.produces
-                label_of[key] = item.model
+                in_flight[key] = item
                 fresh += 1
                 yield item.request
             counts.cached += len(chunk) - fresh
@@ -161,7 +156,7 @@ def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, plan
     usage: dict[str, Usage] = {}
     unflushed: set[str] = set()  # finished keys not yet visible to done_keys
     rejected: list[Result] = []
-    refused: set[str] = set()  # rows that never became a request (their error is recorded without a call)
+    refused: dict[str, Planned] = {}  # rows that never became a request (their error is recorded without a call)
     last_flush = time.monotonic()
 
     def flush() -> None:
@@ -178,13 +173,13 @@ def run_planned(store: Store, run_id: str, engine: Engine, spec: ModelSpec, plan
 
     try:
         for result in _with_rejected(engine.generate(pending()), rejected):
-            produces = produces_of.pop(result.key, "reasoning")
-            buffer.append(read(result, produces))
+            sent = in_flight.pop(result.key, None)
+            buffer.append(read(result, sent.produces if sent else "reasoning"))
             if result.error is None:
                 unflushed.add(result.key)
-            _count(counts, result, row_of.pop(result.key, None))
-            planned = label_of.pop(result.key, spec.label)
-            label = ledger_label or planned
+            _count(counts, result, sent.row_index if sent else None)  # a refused row's error names its row
+            item = sent or refused.get(result.key)
+            label = ledger_label or (item.model if item else spec.label)
             usage.setdefault(label, Usage()).count(result, sent=result.key not in refused)
             reporter.result(result)
             if len(buffer) >= FLUSH_ITEMS or time.monotonic() - last_flush > FLUSH_SECONDS:

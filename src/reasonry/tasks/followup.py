@@ -12,7 +12,7 @@ from reasonry.config import ExecutorOptions, ModelSpec, SamplingParams, parse_mo
 from reasonry.engines.base import Engine, Request
 from reasonry.engines.registry import open_engine
 from reasonry.errors import ConfigError, InputError
-from reasonry.io.writers import check_output_path
+from reasonry.io.writers import check_not_input, check_output_path
 from reasonry.prompts.library import PromptTemplate, load_template
 from reasonry.requests import build_request
 from reasonry.store import RunRecord, Store
@@ -107,7 +107,7 @@ def run_followup(run: str, spec: ModelSpec, config: FollowUpConfig, prepare: Pre
         run_id = store.resolve_run(run, "generate")
         info = store.get_run(run_id)
         if out_path is not None:
-            check_output_path(out_path, inputs=[info.get("source")])
+            check_not_input(out_path, f"--out {out}", [info.get("source")])
         labels = [m["label"] for m in info["models"] if m["label"] != skip]
         check_has_results(store, run_id, labels)
         job = prepare(store, run_id, info, labels)
